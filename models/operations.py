@@ -1,0 +1,234 @@
+"""Candidate operations, fixed layers and the binary-gated MixedOp.
+
+All layers use the pre-activation order BN -> ReLU -> weight of the authors' tree networks.
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .space import PRIMITIVES
+
+
+# ---------------------------------------------------------------- candidate ops
+class SepConv(nn.Sequential):
+    """BN -> ReLU -> depthwise kxk (optionally dilated) -> pointwise 1x1, no biases."""
+
+    def __init__(self, channels: int, kernel: int, stride: int = 1, dilation: int = 1):
+        pad = dilation * (kernel // 2)
+        super().__init__(
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, kernel, stride, pad, dilation=dilation, groups=channels, bias=False),
+            nn.Conv2d(channels, channels, 1, bias=False),
+        )
+
+
+def _identity(channels: int, stride: int) -> nn.Module:
+    if stride != 1:
+        raise ValueError("identity is only defined for stride 1")
+    return nn.Identity()
+
+
+# name -> factory(channels, stride).  Keys are exactly space.PRIMITIVES (a test checks it).
+OPS: dict[str, Callable[[int, int], nn.Module]] = {
+    "sep_3x3": lambda c, s: SepConv(c, 3, s),
+    "sep_5x5": lambda c, s: SepConv(c, 5, s),
+    "sep_7x7": lambda c, s: SepConv(c, 7, s),
+    "dil_sep_3x3": lambda c, s: SepConv(c, 3, s, dilation=2),
+    "avg_pool_3x3": lambda c, s: nn.AvgPool2d(3, s, 1, count_include_pad=False),
+    "max_pool_3x3": lambda c, s: nn.MaxPool2d(3, s, 1),
+    "identity": _identity,
+}
+
+
+def check_candidates(names: Sequence[str]) -> tuple[str, ...]:
+    """Validate a candidate list (order kept, duplicates refused)."""
+    names = tuple(names)
+    unknown = [n for n in names if n not in OPS]
+    if unknown:
+        raise ValueError(f"unknown candidate op(s) {', '.join(unknown)}; valid ops: {', '.join(PRIMITIVES)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"candidate list has duplicates: {', '.join(names)}")
+    if not names:
+        raise ValueError("the candidate list is empty")
+    return names
+
+
+# ---------------------------------------------------------------- fixed layers
+def bn_act_conv(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers: list[nn.Module] = [nn.BatchNorm2d(cin)]
+    if act:
+        layers.append(nn.ReLU(inplace=True))
+    layers.append(nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False))
+    return nn.Sequential(*layers)
+
+
+class ChannelShuffle(nn.Module):
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # unflatten/flatten instead of view(n, ...): no batch size baked into an exported graph
+        return x.unflatten(1, (self.groups, -1)).transpose(1, 2).flatten(1, 2)
+
+
+# ---------------------------------------------------------------- MixedOp
+GATE_MODES = ("uniform", "sample", "two", "full", "argmax", "fixed")
+STOCHASTIC_MODES = ("uniform", "sample", "two", "full")
+
+
+def sample_paths(alphas: torch.Tensor, mode: str) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Sample gates for E edges at once.
+
+    alphas: (E, N) architecture logits (any device; read once, on the CPU, with torch's global RNG
+    so that seeding and checkpointed RNG states reproduce the draw).
+    Returns (sampled index tuples, active index) per edge:
+      uniform: one path uniformly (warm-up); sample: one path ~ p;
+      two: two distinct paths ~ p, the active one by the softmax over their two alphas;
+      full: all N paths, the active one ~ p.
+    """
+    a = alphas.detach().float().cpu()
+    E, N = a.shape
+    if mode == "uniform":
+        idx = torch.randint(N, (E,)).tolist()
+        return [(i,) for i in idx], idx
+    probs = torch.softmax(a, dim=1)
+    if mode == "sample":
+        idx = torch.multinomial(probs, 1).squeeze(1).tolist()
+        return [(i,) for i in idx], idx
+    if mode == "two":
+        if N < 2:
+            idx = [0] * E
+            return [(0,) for _ in range(E)], idx
+        pair = torch.multinomial(probs, 2, replacement=False)  # (E, 2)
+        p_pair = torch.softmax(a.gather(1, pair), dim=1)
+        pick = torch.multinomial(p_pair, 1).squeeze(1)
+        active = pair.gather(1, pick[:, None]).squeeze(1)
+        return [tuple(r) for r in pair.tolist()], active.tolist()
+    if mode == "full":
+        idx = torch.multinomial(probs, 1).squeeze(1).tolist()
+        return [tuple(range(N)) for _ in range(E)], idx
+    raise ValueError(f"mode {mode!r} does not sample; stochastic modes: {STOCHASTIC_MODES}")
+
+
+class _BinaryGate(torch.autograd.Function):
+    """Returns the active path's output; in backward adds dL/dalpha of the binary gates.
+
+    With g the one-hot gate over the sampled set S, p~ = softmax(alpha_S) and o_j the path outputs:
+        dL/dg_j = <dL/dy, o_j>,   dL/dalpha_i = sum_j dL/dg_j p~_j (delta_ij - p~_i).
+    For |S| = 2 this is dL/dalpha_s0 = -dL/dalpha_s1 = p~_0 p~_1 <dL/dy, o_s0 - o_s1>, so only the
+    difference o_s0 - o_s1 is kept: one extra feature map per edge, whatever N is.
+    """
+
+    @staticmethod
+    def forward(ctx, alpha, active_out, index, *kept):
+        ctx.save_for_backward(alpha, index, *kept)
+        return active_out.view_as(active_out)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        alpha, index, *kept = ctx.saved_tensors
+        p = torch.softmax(alpha.detach()[index].float(), dim=0)
+        g32 = grad_y.float()
+        grad_alpha = torch.zeros_like(alpha, dtype=torch.float32)
+        if len(kept) == 1 and index.numel() == 2:  # pairwise form, kept = [o_s0 - o_s1]
+            d = p[0] * p[1] * (g32 * kept[0].float()).sum()
+            grad_alpha[index[0]] = d
+            grad_alpha[index[1]] = -d
+        else:
+            g = torch.stack([(g32 * o.float()).sum() for o in kept])
+            grad_alpha[index] = p * (g - (g * p).sum())
+        return (grad_alpha.to(alpha.dtype), grad_y, None) + (None,) * len(kept)
+
+
+class MixedOp(nn.Module):
+    """A searchable edge: N candidate ops, architecture logits alpha, and binary gates.
+
+    The gate mode (see GATE_MODES) is module state set by ``SuperNet.gate_mode`` (a context
+    manager that restores the previous mode) or ``set_mode``.  Stochastic modes sample their
+    paths at each forward unless ``set_paths`` assigned them just before (the supernet does that
+    for all edges at once, with one read of all alphas).
+    """
+
+    def __init__(self, channels: int, candidates: Sequence[str] = PRIMITIVES, stride: int = 1):
+        super().__init__()
+        self.candidates = check_candidates(candidates)
+        self.ops = nn.ModuleList(OPS[name](channels, stride) for name in self.candidates)
+        self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
+        self.mode = "sample"
+        self.fixed_index: int | None = None
+        self.sampled: tuple[int, ...] | None = None  # paths of the last forward
+        self.active: int | None = None
+        self.alpha_before: torch.Tensor | None = None  # alpha[sampled] when sampled ("two" rescale)
+        self._assigned = False
+
+    # ---- probabilities
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.alpha, dim=0)
+
+    def argmax(self) -> int:
+        return int(self.alpha.detach().argmax())
+
+    def chosen(self) -> str:
+        return self.candidates[self.argmax()]
+
+    # ---- gates
+    def set_mode(self, mode: str) -> None:
+        if mode not in GATE_MODES:
+            raise ValueError(f"unknown gate mode {mode!r}; valid: {', '.join(GATE_MODES)}")
+        self.mode = mode
+
+    def set_paths(self, sampled: Sequence[int], active: int) -> None:
+        self.sampled, self.active = tuple(sampled), int(active)
+        if self.mode == "two":
+            self.alpha_before = self.alpha.detach()[list(self.sampled)].clone()
+        self._assigned = True
+
+    def resample(self) -> None:
+        sampled, active = sample_paths(self.alpha[None], self.mode)
+        self.set_paths(sampled[0], active[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mode = self.mode
+        if mode == "fixed":
+            if self.fixed_index is None:
+                raise RuntimeError("MixedOp in 'fixed' mode has no fixed_index (use SuperNet.fix(genotype))")
+            return self.ops[self.fixed_index](x)
+        if mode == "argmax":
+            return self.ops[self.argmax()](x)
+        if not self._assigned:
+            self.resample()
+        self._assigned = False
+        active_out = self.ops[self.active](x)
+        if mode in ("uniform", "sample"):
+            return active_out  # alpha gets no gradient: REINFORCE or warm-up
+        others = [j for j in self.sampled if j != self.active]
+        with torch.no_grad():  # needed only for the gate gradient: no graph kept
+            outs = {j: self.ops[j](x) for j in others}
+            outs[self.active] = active_out.detach()
+            if len(self.sampled) == 2:
+                kept = [outs[self.sampled[0]] - outs[self.sampled[1]]]
+            else:
+                kept = [outs[j] for j in self.sampled]
+        index = torch.tensor(self.sampled, device=self.alpha.device)
+        return _BinaryGate.apply(self.alpha, active_out, index, *kept)
+
+    @torch.no_grad()
+    def rescale_sampled(self) -> None:
+        """After an arch step in "two" mode: shift the updated alphas by a common offset so their
+        logsumexp is as before; the probabilities of paths that were not sampled stay the same."""
+        if self.alpha_before is None or self.sampled is None:
+            return
+        idx = list(self.sampled)
+        new = self.alpha[idx]
+        offset = torch.logsumexp(new, 0) - torch.logsumexp(self.alpha_before, 0)
+        self.alpha[idx] = new - offset
+        self.alpha_before = None
+
+    def extra_repr(self) -> str:
+        return f"candidates={list(self.candidates)}, mode={self.mode}"

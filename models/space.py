@@ -1,0 +1,135 @@
+"""The ProxylessNAS CIFAR-10 search space as plain data.
+
+Every reader (supernet, derived network, genotypes, latency tables, pictures, export) takes its
+facts from here, so the space is described once.  No torch import: genotypes.py and tools that
+only read JSON stay light.
+
+Facts (checked against the authors' released ``proxyless_cifar`` config, see tests/test_models.py):
+* Backbone: bottleneck PyramidNet, 3 stages x B residual tree blocks, widths growing linearly
+  from 16 to F/4, each rounded down to an even number (the cell splits its 2w channels in halves).
+* Cell: root edge (grouped 3x3 conv w->2w + shuffle) -> split into two halves of w channels ->
+  per half a depth-2 binary tree of searchable edges (6 edges), branch BN + residual -> sum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Candidate operations on a searchable edge, in the order the supernet holds them.
+PRIMITIVES: tuple[str, ...] = (
+    "sep_3x3",
+    "sep_5x5",
+    "sep_7x7",
+    "dil_sep_3x3",
+    "avg_pool_3x3",
+    "max_pool_3x3",
+    "identity",
+)
+
+# Per op family: used by the visualizer for colors and by the latency table for grouping.
+OP_FAMILY = {
+    "sep_3x3": "sep_conv",
+    "sep_5x5": "sep_conv",
+    "sep_7x7": "sep_conv",
+    "dil_sep_3x3": "dil_conv",
+    "avg_pool_3x3": "pool",
+    "max_pool_3x3": "pool",
+    "identity": "skip",
+}
+
+STEM_CHANNELS = 16
+NUM_STAGES = 3
+NUM_CLASSES = 10
+IMAGE_SIZE = 32
+TREE_DEPTH = 2  # searchable levels below each half of the split
+TREE_BRANCHES = 2  # edges out of every copy/add node
+
+
+def _tree(depth: int, branches: int, counter: list[int]) -> tuple:
+    """Pre-order numbering of a copy/add tree: ((edge, child_tree_or_None), ...)."""
+    nodes = []
+    for _ in range(branches):
+        edge = counter[0]
+        counter[0] += 1
+        child = _tree(depth - 1, branches, counter) if depth > 1 else None
+        nodes.append((edge, child))
+    return tuple(nodes)
+
+
+def _cell_trees() -> tuple[tuple, ...]:
+    counter = [0]
+    return tuple(_tree(TREE_DEPTH, TREE_BRANCHES, counter) for _ in range(2))
+
+
+# CELL_TREES[h] is the copy/add tree hanging under half h of the split node, as nested
+# ((edge_index, child_tree), ...) tuples.  Edge indices are pre-order: for each half
+# [e_a, e_c, e_d, e_b, e_e, e_f], half 0 then half 1 -- the order of the released JSON.
+CELL_TREES: tuple[tuple, ...] = _cell_trees()
+
+
+def _edge_names() -> tuple[str, ...]:
+    names: dict[int, str] = {}
+
+    def walk(tree, prefix):
+        for branch, (edge, child) in enumerate(tree):
+            name = f"{prefix}.{branch}"
+            names[edge] = name
+            if child is not None:
+                walk(child, name)
+
+    for half, tree in enumerate(CELL_TREES):
+        walk(tree, f"h{half}")
+    return tuple(names[i] for i in range(len(names)))
+
+
+# Human-readable edge names, e.g. "h0.1.0" = half 0, second edge, its first child edge.
+EDGE_NAMES: tuple[str, ...] = _edge_names()
+EDGES_PER_CELL = len(EDGE_NAMES)  # 12
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """One residual tree block: input channels, bottleneck width w, output 4w, stride, map size."""
+
+    index: int
+    stage: int
+    in_channels: int
+    width: int
+    out_channels: int
+    stride: int
+    in_size: int  # spatial size of the block input
+
+    @property
+    def out_size(self) -> int:
+        return self.in_size // self.stride
+
+
+def block_widths(B: int, F: int) -> list[int]:
+    """PyramidNet widths: 16 + (F/4 - 16) * (k+1) / 3B, rounded, then down to even."""
+    n = NUM_STAGES * B
+    final = F / 4
+    return [int(round(STEM_CHANNELS + (final - STEM_CHANNELS) * (k + 1) / n)) // 2 * 2 for k in range(n)]
+
+
+def check_macro(B: int, F: int) -> None:
+    if not isinstance(B, int) or B < 1:
+        raise ValueError(f"B (blocks per stage) must be an integer >= 1, got {B!r}")
+    if not isinstance(F, int) or F < 8:
+        raise ValueError(f"F (final width) must be an integer >= 8, got {F!r}")
+    if min(block_widths(B, F)) < 2:
+        raise ValueError(f"F={F} gives a bottleneck width below 2")
+
+
+def block_plan(B: int, F: int) -> list[BlockSpec]:
+    """The backbone as data: one BlockSpec per block, stage by stage."""
+    check_macro(B, F)
+    plan, in_ch, size = [], STEM_CHANNELS, IMAGE_SIZE
+    for k, w in enumerate(block_widths(B, F)):
+        stage = k // B
+        stride = 2 if (stage > 0 and k % B == 0) else 1
+        plan.append(BlockSpec(k, stage, in_ch, w, 4 * w, stride, size))
+        in_ch, size = 4 * w, size // stride
+    return plan
+
+
+def final_channels(B: int, F: int) -> int:
+    return block_plan(B, F)[-1].out_channels
