@@ -1,0 +1,264 @@
+"""CIFAR-10 in the standard ``cifar-10-batches-py`` layout, held in memory, augmented in batches.
+
+Why no DataLoader workers: CIFAR-10 is 180 MB of uint8; it is moved to the training device once,
+and random crop / flip / cutout run as a few batched tensor ops there.  On a GPU this removes the
+CPU-side per-image pipeline and host->device copies per step; everywhere it makes every random
+draw come from torch's global CPU RNG, so a resumed run (which restores that RNG) sees exactly
+the same batches and augmentations as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .errors import UserError
+
+CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
+CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)
+BATCHES_DIR = "cifar-10-batches-py"
+TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
+TEST_FILES = ("test_batch",)
+# Official md5 sums (the same as torchvision's CIFAR10 lists).
+OFFICIAL_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddbe9f20f8a3b2fc2bdf",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+SPLIT_SEED = 0  # the 45k/5k split is a fixed permutation: torch.randperm(50000, seed 0)
+ARCH_SPLIT = 5000
+
+
+class DataError(UserError):
+    pass
+
+
+class DataWarning(UserWarning):
+    pass
+
+
+@dataclass
+class Split:
+    images: torch.Tensor  # (N, 3, 32, 32) uint8
+    labels: torch.Tensor  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, idx: torch.Tensor) -> "Split":
+        return Split(self.images[idx], self.labels[idx])
+
+
+HOW_TO_GET = ("get cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into "
+              "{root}, or point --data at a folder that holds cifar-10-batches-py")
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_batches(root: str | os.PathLike) -> Path:
+    """``root/cifar-10-batches-py``, or ``root`` itself when it is that folder."""
+    root = Path(root)
+    return root if (root / TRAIN_FILES[0]).exists() and root.name == BATCHES_DIR else root / BATCHES_DIR
+
+
+def _download(root: Path) -> None:
+    import torchvision  # the only use of torchvision: fetching and checking the official archive
+
+    try:
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    except Exception as e:  # URLError, timeout, HTTP errors, a bad archive: all mean "no data"
+        raise DataError(f"CIFAR-10 is not at {root / BATCHES_DIR} and downloading it failed "
+                        f"({type(e).__name__}: {e}); " + HOW_TO_GET.format(root=root)) from None
+
+
+def _read_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="bytes")
+        data = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+        labels = np.asarray(d[b"labels"], dtype=np.int64)
+    except Exception as e:  # unpickling garbage raises many types; all mean a corrupt file
+        raise DataError(f"{path} is not a readable CIFAR-10 python batch ({type(e).__name__}: {e}); "
+                        + HOW_TO_GET.format(root=path.parent.parent)) from None
+    if len(data) != len(labels) or labels.min(initial=0) < 0 or labels.max(initial=0) > 9:
+        raise DataError(f"{path}: {len(data)} images but {len(labels)} labels in 0..9")
+    return data, labels
+
+
+def load_cifar10(root: str | os.PathLike = "./data", download: bool = True,
+                 check_md5: bool = True) -> tuple[Split, Split]:
+    """(train, test) as uint8 tensors.  Downloads with torchvision when missing (unless forbidden).
+    A local copy whose files differ from the official md5 sums still loads, with one DataWarning."""
+    root = Path(root)
+    folder = find_batches(root)
+    missing = [f for f in TRAIN_FILES + TEST_FILES if not (folder / f).is_file()]
+    if missing:
+        if not download:
+            raise DataError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)} and downloading is "
+                            f"off (--no-download); " + HOW_TO_GET.format(root=root))
+        _download(root)
+        folder = root / BATCHES_DIR
+    if check_md5:
+        differ = [f for f in TRAIN_FILES + TEST_FILES if _md5(folder / f) != OFFICIAL_MD5[f]]
+        if differ:
+            warnings.warn(f"{folder}: {', '.join(differ)} differ from the official CIFAR-10 md5 sums "
+                          f"(a re-encoded or synthetic copy?); loading it anyway", DataWarning, stacklevel=2)
+
+    def cat(files):
+        parts = [_read_batch(folder / f) for f in files]
+        return Split(torch.from_numpy(np.concatenate([p[0] for p in parts])),
+                     torch.from_numpy(np.concatenate([p[1] for p in parts])))
+
+    return cat(TRAIN_FILES), cat(TEST_FILES)
+
+
+def split_train(train: Split, arch_size: int = ARCH_SPLIT, seed: int = SPLIT_SEED) -> tuple[Split, Split]:
+    """(weights split, architecture split): a fixed random permutation of the training set, the
+    first ``arch_size`` images for the architecture parameters (50,000 -> 45,000 + 5,000)."""
+    if not 0 < arch_size < len(train):
+        raise DataError(f"the architecture split ({arch_size}) must be between 1 and the training "
+                        f"set size - 1 ({len(train) - 1})")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
+    arch_idx, weight_idx = perm[:arch_size].sort().values, perm[arch_size:].sort().values
+    return train.subset(weight_idx), train.subset(arch_idx)
+
+
+def take(split: Split, n: int | None, seed: int = SPLIT_SEED) -> Split:
+    """A fixed random subset of n images (all when n is None or >= the size)."""
+    if n is None or n >= len(split):
+        return split
+    perm = torch.randperm(len(split), generator=torch.Generator().manual_seed(seed + 1))
+    return split.subset(perm[:n].sort().values)
+
+
+# ---------------------------------------------------------------- batched augmentation
+def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0) -> torch.Tensor:
+    """Random crop with zero padding, horizontal flip, normalization and cutout, for a batch.
+
+    x: (N, 3, H, W) uint8 on any device.  Random numbers are drawn on the CPU (global RNG).
+    Cutout (DeVries & Taylor) zeroes a size x size square, clipped at the border, after normalizing.
+    """
+    n, _, h, w = x.shape
+    dev = x.device
+    if pad:
+        xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (n,)).to(dev)
+        dx = torch.randint(0, 2 * pad + 1, (n,)).to(dev)
+        rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (n,1,h,1)
+        cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (n,1,1,w)
+        bidx = torch.arange(n, device=dev)[:, None, None, None]
+        cidx = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+        x = xp[bidx, cidx, rows, cols]
+    if flip:
+        mask = (torch.rand(n) < 0.5).to(dev)[:, None, None, None]
+        x = torch.where(mask, x.flip(3), x)
+    x = normalize(x)
+    if cutout:
+        cy = torch.randint(0, h, (n,)).to(dev)[:, None, None]
+        cx = torch.randint(0, w, (n,)).to(dev)[:, None, None]
+        yy = torch.arange(h, device=dev)[None, :, None]
+        xx = torch.arange(w, device=dev)[None, None, :]
+        half = cutout // 2
+        hole = (yy >= cy - half) & (yy < cy + half) & (xx >= cx - half) & (xx < cx + half)
+        x = x * (~hole)[:, None].to(x.dtype)
+    return x
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    mean = torch.tensor(CIFAR_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=x.device).view(1, 3, 1, 1)
+    return (x.float() / 255.0 - mean) / std
+
+
+class BatchLoader:
+    """Batches of a Split held on ``device``.  train=True: a new permutation each pass (torch's
+    global CPU RNG) and augmentation; train=False: fixed order, normalization only.
+    rank/world_size shard each pass's permutation like DistributedSampler (same permutation on
+    every rank, since all ranks seed alike; each takes every world_size-th index)."""
+
+    def __init__(self, split: Split, batch_size: int, device: torch.device | str = "cpu", *, train: bool,
+                 cutout: int = 0, drop_last: bool | None = None, rank: int = 0, world_size: int = 1,
+                 channels_last: bool = False):
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.batch_size, self.train, self.cutout = batch_size, train, cutout
+        self.drop_last = train if drop_last is None else drop_last
+        self.rank, self.world_size = rank, world_size
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def _indices(self) -> torch.Tensor:
+        n = len(self.labels)
+        idx = torch.randperm(n) if self.train else torch.arange(n)
+        if self.world_size > 1:
+            per = n // self.world_size if self.drop_last else -(-n // self.world_size)
+            idx = torch.cat([idx, idx[: per * self.world_size - n]]) if per * self.world_size > n else idx
+            idx = idx[self.rank: per * self.world_size: self.world_size]
+        return idx
+
+    def __len__(self) -> int:
+        n = len(self.labels) // self.world_size if self.drop_last else -(-len(self.labels) // self.world_size)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        idx = self._indices()
+        for i in range(len(self)):
+            b = idx[i * self.batch_size:(i + 1) * self.batch_size].to(self.images.device)
+            x = self.images[b]
+            x = augment(x, cutout=self.cutout) if self.train else normalize(x)
+            yield x.contiguous(memory_format=self.memory_format), self.labels[b]
+
+
+def endless(loader) -> Iterator:
+    """Cycle through a loader forever (a new pass, and permutation, each time round)."""
+    while True:
+        yield from loader
+
+
+# ---------------------------------------------------------------- synthetic data (tests, offline runs)
+def write_synthetic_cifar(root: str | os.PathLike, per_batch: int = 100, n_test: int = 100,
+                          seed: int = 0) -> Path:
+    """Write a tiny CIFAR-10 look-alike in the python-batch layout: 5 train batches of ``per_batch``
+    images and a test batch.  Each class has its own mean colour and stripe direction, so a small
+    network learns it well above chance.  Returns the ``cifar-10-batches-py`` folder."""
+    rng = np.random.default_rng(seed)
+    folder = Path(root) / BATCHES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    colors = rng.integers(40, 216, size=(10, 3))
+    yy, xx = np.mgrid[0:32, 0:32]
+
+    def make(n):
+        labels = rng.integers(0, 10, size=n)
+        imgs = np.empty((n, 3, 32, 32), dtype=np.float64)
+        for i, c in enumerate(labels):
+            stripes = 30 * np.sin((xx * np.cos(c * 0.314) + yy * np.sin(c * 0.314)) * 0.8)
+            imgs[i] = colors[c][:, None, None] + stripes[None] + rng.normal(0, 20, size=(3, 32, 32))
+        return np.clip(imgs, 0, 255).astype(np.uint8).reshape(n, -1), labels.tolist()
+
+    for name in TRAIN_FILES + TEST_FILES:
+        data, labels = make(n_test if name == "test_batch" else per_batch)
+        with open(folder / name, "wb") as f:
+            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                         b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}, f, protocol=4)
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
+                                      b"horse", b"ship", b"truck"], b"num_cases_per_batch": per_batch,
+                     b"num_vis": 3072}, f, protocol=4)
+    return folder
