@@ -19,8 +19,11 @@ def _keep(rate: float, training: bool) -> bool:
 
 
 def _sum(terms: list, like: torch.Tensor) -> torch.Tensor:
+    """Sum of the kept branches (None = dropped); zeros shaped like ``like`` when all were dropped."""
     out = None
     for t in terms:
+        if t is None:
+            continue
         out = t if out is None else out + t
     return torch.zeros_like(like) if out is None else out
 

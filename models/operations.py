@@ -133,15 +133,18 @@ class _BinaryGate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         alpha, index, *kept = ctx.saved_tensors
-        p = torch.softmax(alpha.detach()[index].float(), dim=0)
-        g32 = grad_y.float()
-        grad_alpha = torch.zeros_like(alpha, dtype=torch.float32)
+        # accumulate in at least float32 (half-precision activations under AMP), in float64 for a
+        # float64 model
+        acc = torch.promote_types(alpha.dtype, torch.float32)
+        p = torch.softmax(alpha.detach()[index].to(acc), dim=0)
+        g32 = grad_y.to(acc)
+        grad_alpha = torch.zeros_like(alpha, dtype=acc)
         if len(kept) == 1 and index.numel() == 2:  # pairwise form, kept = [o_s0 - o_s1]
-            d = p[0] * p[1] * (g32 * kept[0].float()).sum()
+            d = p[0] * p[1] * (g32 * kept[0].to(acc)).sum()
             grad_alpha[index[0]] = d
             grad_alpha[index[1]] = -d
         else:
-            g = torch.stack([(g32 * o.float()).sum() for o in kept])
+            g = torch.stack([(g32 * o.to(acc)).sum() for o in kept])
             grad_alpha[index] = p * (g - (g * p).sum())
         return (grad_alpha.to(alpha.dtype), grad_y, None) + (None,) * len(kept)
 

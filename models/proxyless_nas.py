@@ -134,11 +134,20 @@ class SuperNet(TreeNet):
         for m in self._mixed:
             m.rescale_sampled()
 
-    def log_prob_active(self) -> torch.Tensor:
-        """log p(architecture of the last forward) = sum over edges of log p(active op); differentiable."""
-        idx = torch.tensor([m.active for m in self._mixed], device=self._mixed[0].alpha.device)
-        logp = torch.log_softmax(torch.stack([m.alpha for m in self._mixed]), dim=1)
-        return logp.gather(1, idx[:, None]).sum()
+    def active_indices(self) -> torch.Tensor:
+        """(E,) index of the op each edge ran in the last forward."""
+        return torch.tensor([m.active for m in self._mixed])
+
+    def log_prob(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(architecture) = sum over edges of log p(op); differentiable in alpha.
+        indices: (E,) or (M, E) op indices (default: the last forward's); returns () or (M,)."""
+        idx = self.active_indices() if indices is None else indices
+        alpha = torch.stack([m.alpha for m in self._mixed])
+        idx = idx.to(alpha.device)
+        logp = torch.log_softmax(alpha, dim=1)  # (E, N)
+        picked = logp.gather(1, idx.reshape(-1, logp.shape[0]).T)  # (E, M)
+        out = picked.sum(0)
+        return out[0] if idx.ndim == 1 else out
 
     def active_genotype(self) -> "genotypes.Genotype":
         """The architecture that the last forward ran (one op per edge)."""

@@ -113,8 +113,11 @@ def block_widths(B: int, F: int) -> list[int]:
 def check_macro(B: int, F: int) -> None:
     if not isinstance(B, int) or B < 1:
         raise ValueError(f"B (blocks per stage) must be an integer >= 1, got {B!r}")
-    if not isinstance(F, int) or F < 8:
-        raise ValueError(f"F (final width) must be an integer >= 8, got {F!r}")
+    # F = 4 * (last bottleneck width), and widths are even: F must be a multiple of 8 or the last
+    # block would not output F channels (the head's BN(F) would fail on a shape mismatch).
+    # F >= 64 keeps widths from shrinking below the stem's 16 channels (F/4 >= 16).
+    if not isinstance(F, int) or F % 8 or F < 4 * STEM_CHANNELS:
+        raise ValueError(f"F (final width) must be a multiple of 8 >= {4 * STEM_CHANNELS}, got {F!r}")
     if min(block_widths(B, F)) < 2:
         raise ValueError(f"F={F} gives a bottleneck width below 2")
 

@@ -158,20 +158,20 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0) -
     dev = x.device
     if pad:
         xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (n,)).to(dev)
-        dx = torch.randint(0, 2 * pad + 1, (n,)).to(dev)
+        dy = torch.randint(0, 2 * pad + 1, (n,)).to(dev, non_blocking=True)
+        dx = torch.randint(0, 2 * pad + 1, (n,)).to(dev, non_blocking=True)
         rows = (dy[:, None] + torch.arange(h, device=dev))[:, None, :, None]  # (n,1,h,1)
         cols = (dx[:, None] + torch.arange(w, device=dev))[:, None, None, :]  # (n,1,1,w)
         bidx = torch.arange(n, device=dev)[:, None, None, None]
         cidx = torch.arange(x.shape[1], device=dev)[None, :, None, None]
         x = xp[bidx, cidx, rows, cols]
     if flip:
-        mask = (torch.rand(n) < 0.5).to(dev)[:, None, None, None]
+        mask = (torch.rand(n) < 0.5).to(dev, non_blocking=True)[:, None, None, None]
         x = torch.where(mask, x.flip(3), x)
     x = normalize(x)
     if cutout:
-        cy = torch.randint(0, h, (n,)).to(dev)[:, None, None]
-        cx = torch.randint(0, w, (n,)).to(dev)[:, None, None]
+        cy = torch.randint(0, h, (n,)).to(dev, non_blocking=True)[:, None, None]
+        cx = torch.randint(0, w, (n,)).to(dev, non_blocking=True)[:, None, None]
         yy = torch.arange(h, device=dev)[None, :, None]
         xx = torch.arange(w, device=dev)[None, None, :]
         half = cutout // 2
@@ -188,18 +188,19 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 class BatchLoader:
     """Batches of a Split held on ``device``.  train=True: a new permutation each pass (torch's
-    global CPU RNG) and augmentation; train=False: fixed order, normalization only.
+    global CPU RNG) and, unless augment=False, augmentation; train=False: fixed order, normalization only.
     rank/world_size shard each pass's permutation like DistributedSampler (same permutation on
     every rank, since all ranks seed alike; each takes every world_size-th index)."""
 
     def __init__(self, split: Split, batch_size: int, device: torch.device | str = "cpu", *, train: bool,
                  cutout: int = 0, drop_last: bool | None = None, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False):
+                 channels_last: bool = False, augment: bool | None = None):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size, self.train, self.cutout = batch_size, train, cutout
+        self.augment = train if augment is None else augment
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -218,11 +219,12 @@ class BatchLoader:
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        idx = self._indices()
+        # one host->device copy of the pass's order, not one per batch
+        idx = self._indices().to(self.images.device, non_blocking=True)
         for i in range(len(self)):
-            b = idx[i * self.batch_size:(i + 1) * self.batch_size].to(self.images.device)
+            b = idx[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[b]
-            x = augment(x, cutout=self.cutout) if self.train else normalize(x)
+            x = augment(x, cutout=self.cutout) if self.augment else normalize(x)
             yield x.contiguous(memory_format=self.memory_format), self.labels[b]
 
 

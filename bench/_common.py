@@ -1,0 +1,28 @@
+"""Helpers shared by the benchmark scripts: common flags and the closing ``name=value`` lines.
+
+Benchmarks print ratios measured in one run (absolute numbers on a shared machine are noisy) and
+end with one ``name=value`` line per headline figure, so that scripts and people can grep them.
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--B", type=int, default=2, help="blocks per stage of the supernet")
+    parser.add_argument("--F", type=int, default=128, help="final width (a multiple of 8 >= 64)")
+    parser.add_argument("--batch", type=int, default=32, help="images per step")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the inputs, weights and random genotype")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
+    return parser
+
+
+def print_figures(figures: dict[str, float], targets: dict[str, float] | None = None) -> None:
+    """One ``name=value`` line per figure (the last lines of the output), after a target summary."""
+    targets = targets or {}
+    for name, limit in targets.items():
+        verdict = "ok" if figures[name] <= limit else "MISSED"
+        print(f"# {name}: {figures[name]:.3f} (target <= {limit}) {verdict}")
+    for name, value in figures.items():
+        print(f"{name}={value:.4f}")

@@ -1,0 +1,99 @@
+"""End-to-end search on a tiny synthetic CIFAR folder: outputs, exact resume, bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import genotypes
+import search_cifar
+from utils.errors import UserError
+
+
+
+@pytest.fixture
+def synthetic_data(tmp_path):
+    """Smaller than the shared fixture: 80 training images (64 for weights, 16 for alpha)."""
+    from utils.data import write_synthetic_cifar
+    write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)
+    return tmp_path / "data"
+
+
+def run(data, out, *extra):
+    argv = ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
+            "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "16", "--arch-batch-size", "16",
+            "--arch-every", "2", "--output", str(out), "--no-progress", "--no-tensorboard", "--seed", "3", *extra]
+    return search_cifar.main(search_cifar.get_args_parser().parse_args(argv))
+
+
+def test_search_end_to_end_writes_a_loadable_genotype(synthetic_data, tmp_path):
+    res = run(synthetic_data, tmp_path / "run")
+    g = genotypes.get(str(tmp_path / "run" / "genotype.json"))
+    assert (g.B, g.F) == (1, 64)
+    assert g == res["genotype"] == genotypes.get(str(tmp_path / "run" / "genotype_final.json"))
+    records = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["phase"] for r in records] == ["warmup", "search", "search"]
+    for key in ("train_loss", "train_acc", "valid_loss", "valid_acc", "valid_argmax_acc", "entropy"):
+        assert all(key in r for r in records), key
+    assert "arch_loss" in records[-1] and "arch_loss" not in records[0]
+    # the warm-up leaves alpha alone; the search moves it
+    assert records[0]["entropy"] == pytest.approx(torch.log(torch.tensor(7.0)).item(), abs=1e-6)
+    assert records[-1]["entropy"] < records[0]["entropy"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pth", weights_only=False)
+    assert ckpt["epoch"] == 3 and ckpt["kind"] == "search"
+
+
+def test_resume_continues_exactly(synthetic_data, tmp_path):
+    full = run(synthetic_data, tmp_path / "full")
+    part = run(synthetic_data, tmp_path / "part", "--stop-after", "1")
+    assert not (tmp_path / "part" / "genotype_final.json").exists()
+    resumed = run(synthetic_data, tmp_path / "part", "--resume")
+    assert torch.equal(full["alphas"], resumed["alphas"])
+    assert full["genotype"] == resumed["genotype"]
+    a = (tmp_path / "full" / "log.jsonl").read_text().splitlines()
+    b = (tmp_path / "part" / "log.jsonl").read_text().splitlines()
+    strip = lambda lines: [{k: v for k, v in json.loads(l).items() if k not in ("time", "epoch_time_s", "images_per_s")}
+                           for l in lines]
+    assert strip(a) == strip(b)
+
+
+def test_reinforce_runs_and_moves_alpha(synthetic_data, tmp_path):
+    res = run(synthetic_data, tmp_path / "r", "--algo", "reinforce", "--reinforce-samples", "2")
+    assert not torch.allclose(res["alphas"], torch.zeros_like(res["alphas"]))
+    ckpt = torch.load(tmp_path / "r" / "checkpoint.pth", weights_only=False)
+    assert ckpt["baseline"] is not None
+
+
+def test_candidate_subset(synthetic_data, tmp_path):
+    res = run(synthetic_data, tmp_path / "c", "--candidates", "sep_3x3", "identity", "--epochs", "1")
+    assert res["alphas"].shape == (36, 2)
+    assert set(res["genotype"].op_counts()) >= {"sep_3x3", "identity"}
+    used = {op for block in res["genotype"].ops for op in block}
+    assert used <= {"sep_3x3", "identity"}
+
+
+def test_unknown_candidate_lists_valid_ones(synthetic_data, tmp_path):
+    with pytest.raises(UserError, match=r"unknown candidate op\(s\) conv_9x9; valid ops: sep_3x3, .*identity"):
+        run(synthetic_data, tmp_path / "x", "--candidates", "sep_3x3", "conv_9x9")
+
+
+def test_missing_data_without_download(tmp_path):
+    with pytest.raises(UserError, match=r"CIFAR-10 not found: .*nowhere.* downloading is off"):
+        run(tmp_path / "nowhere", tmp_path / "x")
+
+
+def test_resume_with_other_B_F_is_refused(synthetic_data, tmp_path):
+    run(synthetic_data, tmp_path / "run", "--stop-after", "1")
+    argv_f = ["--F", "72"]
+    with pytest.raises(UserError, match=r"checkpoint .* is for B=1 F=64 .*this run asks for B=1 F=72"):
+        run(synthetic_data, tmp_path / "run", "--resume", *argv_f)
+
+
+def test_cli_prints_one_line_error(tmp_path):
+    p = subprocess.run([sys.executable, "search_cifar.py", "--candidates", "nope", "--output", str(tmp_path)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown candidate op(s) nope")

@@ -1,0 +1,153 @@
+"""Multi-process (torchrun) helpers: process-group set-up, metric reduction, synchronized BatchNorm.
+
+torchrun sets RANK / LOCAL_RANK / WORLD_SIZE; without them everything here is a no-op for one process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
+    """Join the process group torchrun describes (nccl for CUDA, gloo otherwise); on CUDA each
+    process takes the GPU of its local rank.  Returns (info, this process's device)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(), device
+    info = DistInfo(int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0")), world)
+    if device.type == "cuda":
+        device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
+    return info, device
+
+
+def cleanup() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Sum of a tensor over the processes (a copy; the tensor itself for one process)."""
+    if not info.enabled:
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values
+
+
+def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
+    """Rank 0's buffers (BN running statistics) to every process: all ranks then evaluate the same
+    network as the one rank 0 checkpoints."""
+    if info.enabled:
+        for b in module.buffers():
+            dist.broadcast(b, 0)
+
+
+# ------------------------------------------------------------------ synchronized BatchNorm
+class _SumAcrossProcesses(torch.autograd.Function):
+    """y = sum over processes of x; the gradient of the summed objective w.r.t. each process's x is
+    the sum over processes of dL_r/dy, so backward is an all-reduce too."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        x = x.clone()
+        dist.all_reduce(x)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm2d whose training statistics are those of the global batch (all processes).
+
+    torch's nn.SyncBatchNorm refuses CPU tensors (its fused kernels batch_norm_stats & co. exist only
+    for GPUs), so on CPU / gloo we use this: plain tensor ops plus an autograd-aware all-reduce of
+    the per-channel sums, in float32.  Parameter and buffer names are BatchNorm2d's, so state dicts
+    are interchangeable.  Outside training or without a process group it is a plain BatchNorm2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        xf = x.float()
+        c = xf.shape[1]
+        local_n = xf.numel() // c
+        # one all-reduce for the sums and the count, one for the centred squares (two-pass variance:
+        # the same numbers as F.batch_norm on the whole batch, without E[x^2]-E[x]^2 cancellation)
+        stats = _SumAcrossProcesses.apply(torch.cat([xf.sum((0, 2, 3)), xf.new_tensor([local_n])]))
+        n = stats[c].detach()
+        mean = stats[:c] / n
+        centred = xf - mean[None, :, None, None]
+        var = _SumAcrossProcesses.apply((centred * centred).sum((0, 2, 3))) / n
+        y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        if self.affine:
+            y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        if self.track_running_stats:
+            self._update_running(mean.detach(), var.detach(), float(n))
+        return y.to(x.dtype)
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, n: float) -> None:
+        self.num_batches_tracked.add_(1)
+        m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.lerp_(mean.to(self.running_mean.dtype), m)
+        # like F.batch_norm: the running variance is the unbiased one
+        self.running_var.lerp_((var * n / max(n - 1.0, 1.0)).to(self.running_var.dtype), m)
+
+
+def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
+    """Every BatchNorm2d -> torch's SyncBatchNorm on CUDA, GlobalBatchNorm2d elsewhere (weights and
+    statistics kept).  Call before building the optimizer: the parameters are new objects."""
+    if device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    for name, child in module.named_children():
+        if type(child) is nn.BatchNorm2d:
+            new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
+                                    child.track_running_stats, device=device)
+            new.load_state_dict(child.state_dict())
+            new.train(child.training)
+            module.add_module(name, new)
+        else:
+            convert_sync_batchnorm(child, device)
+    return module
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain network inside DDP / torch.compile wrappers (state-dict keys without prefixes)."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+__all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_sum", "broadcast_buffers", "GlobalBatchNorm2d",
+           "convert_sync_batchnorm", "unwrap"]
