@@ -17,11 +17,13 @@ import shutil
 from pathlib import Path
 
 import graphviz
+import torch
 
 import genotypes
 from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, NUM_STAGES, OP_FAMILY,
                           PRIMITIVES, STEM_CHANNELS, block_plan)
 from utils.errors import UserError, run_cli
+from utils.utils import load_checkpoint
 
 INSTALL_HINT = ("install Graphviz to render the pictures: apt-get install graphviz (Debian/Ubuntu), "
                 "brew install graphviz (macOS), conda install -c conda-forge graphviz (conda); "
@@ -71,8 +73,8 @@ assert set(FAMILY_LEGEND) == set(FAMILY_COLOR) == set(OP_FAMILY.values())
 
 
 def _family_legend() -> str:
-    return "".join(f'<TD><FONT COLOR="{color}" POINT-SIZE="16"><B>{"╍╍" if fam == "skip" else "━━"}</B></FONT></TD>'
-                   f'<TD ALIGN="LEFT"><FONT POINT-SIZE="11">{_esc(FAMILY_LEGEND[fam])}   </FONT></TD>'
+    return "".join(f'<TD><FONT COLOR="{color}" POINT-SIZE="16"><B>{"╍╍" if fam == "skip" else "━━"}</B>'
+                   f'</FONT></TD><TD ALIGN="LEFT"><FONT POINT-SIZE="11">{_esc(FAMILY_LEGEND[fam])}   </FONT></TD>'
                    for fam, color in FAMILY_COLOR.items())
 
 
@@ -120,7 +122,7 @@ def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "") ->
 
     size_in, size_out = spec.in_size, spec.out_size
     g.node("input", f"cell input\n{w} ch, {size_in}×{size_in}")
-    g.node("split", f"split\n{2 * w} → {w} | {w}")
+    g.node("split", f"split\n{len(CELL_TREES) * w} → {' | '.join([str(w)] * len(CELL_TREES))}")
     stride = f", stride {spec.stride}" if spec.stride > 1 else ""
     g.edge("input", "split", label=f"BN-ReLU-GConv 3×3 (g=2)\n{w} → {2 * w}{stride} + shuffle", penwidth="1.4")
     add("sum")
@@ -157,8 +159,8 @@ def network_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Dig
     with g.subgraph(name="cluster_block") as c:
         c.attr(label="<<B>residual tree block</B> (bottleneck width w)>", fontsize="12", style="rounded,dashed",
                color="#888888", labeljust="l", labelloc="b", margin="10")
-        c.node("bx", "block input\nC_in ch", fillcolor="white")
-        c.node("b_in", "BN\nconv 1×1\nC_in → w")
+        c.node("bx", "<block input<BR/>C<SUB>in</SUB> ch>", fillcolor="white")
+        c.node("b_in", "<BN<BR/>conv 1×1<BR/>C<SUB>in</SUB> → w>")
         c.node("b_cell", f"tree cell\n{EDGES_PER_CELL} searchable edges\n(its root conv has\nthe block's stride)",
                fillcolor="#DCE9F5")
         c.node("b_out", "BN-ReLU\nconv 1×1\nw → 4w, BN")
@@ -167,7 +169,7 @@ def network_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Dig
         for a, b in (("bx", "b_in"), ("b_in", "b_cell"), ("b_cell", "b_out"), ("b_out", "b_add"), ("b_add", "b_y")):
             c.edge(a, b)
         c.edge("bx", "b_add", style="dashed", fontsize="10",
-               label="shortcut: identity\n(avg pool 2×2 if stride 2)\nzero-padded C_in → 4w")
+               label="<shortcut: identity<BR/>(avg pool 2×2 if stride 2)<BR/>zero-padded C<SUB>in</SUB> → 4w>")
 
     g.node("input", f"image\n3 × {IMAGE_SIZE} × {IMAGE_SIZE}", fillcolor="white")
     g.node("stem", f"stem\nconv 3×3, 3 → {STEM_CHANNELS}\nBN")
@@ -197,99 +199,89 @@ def network_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Dig
     return g
 
 
-# ------------------------------------------------------------------ (c) the ops heat map
-def _header_rows(B: int, n_blocks: int, label_cols: int) -> str:
-    plan_cols = []
-    for s, blocks in enumerate(_stage_blocks(B)):
-        plan_cols.append(f'<TD COLSPAN="{len(blocks)}" BGCOLOR="#EEEEEE"><B>stage {s + 1}</B></TD>')
-    stage_row = f'<TR><TD COLSPAN="{label_cols}"></TD>' + '<TD></TD>'.join(plan_cols) + "</TR>"
-    nums = []
-    for s, blocks in enumerate(_stage_blocks(B)):
-        cells = "".join(f'<TD><FONT POINT-SIZE="7">{k}</FONT></TD>' for k in blocks)
-        nums.append(cells)
-    num_row = (f'<TR><TD COLSPAN="{label_cols}" ALIGN="RIGHT"><FONT POINT-SIZE="8">block</FONT></TD>'
-               + '<TD WIDTH="3"></TD>'.join(nums) + "</TR>")
-    return stage_row + num_row
+# ------------------------------------------------------------------ (c), (d): heat maps
+def _header_rows(B: int, label_cols: int) -> str:
+    """A stage row and a block-number row over the block columns (an empty column between stages)."""
+    stages = [f'<TD COLSPAN="{len(blocks)}" BGCOLOR="#EEEEEE"><FONT POINT-SIZE="10"><B>stage {s + 1}</B></FONT></TD>'
+              for s, blocks in enumerate(_stage_blocks(B))]
+    nums = ["".join(f'<TD><FONT POINT-SIZE="7">{k}</FONT></TD>' for k in blocks) for blocks in _stage_blocks(B)]
+    return (f'<TR><TD COLSPAN="{label_cols}"></TD>' + '<TD WIDTH="3"></TD>'.join(stages) + "</TR>"
+            f'<TR><TD COLSPAN="{label_cols}" ALIGN="RIGHT"><FONT POINT-SIZE="8">block </FONT></TD>'
+            + '<TD WIDTH="3"></TD>'.join(nums) + "</TR>")
+
+
+def _row(labels: str, cells_per_stage: list[str]) -> str:
+    return f"<TR>{labels}" + '<TD WIDTH="3"></TD>'.join(cells_per_stage) + "</TR>"
+
+
+def _table_figure(name: str, head: str, grid_rows: list[str], legend: str) -> graphviz.Digraph:
+    """Title (graph label), the grid node and the legend node right under it.  Three separate pieces:
+    dot stretches a table's columns to the widest row, so a shared table would spread a narrow grid."""
+    g = _digraph(name, rankdir="TB")
+    g.attr(ranksep="0.05", labelloc="t", label=f'<<FONT POINT-SIZE="13"><B>{head}</B></FONT>>')
+    g.node("grid", f'<<TABLE BORDER="0" CELLSPACING="1" CELLPADDING="0">{"".join(grid_rows)}</TABLE>>',
+           shape="plaintext", margin="0")
+    g.node("legend", f"<{legend}>", shape="plaintext", margin="0")
+    g.edge("grid", "legend", style="invis")
+    return g
+
+
+def _swatch(op: str, title: str = "") -> str:
+    ink = "white" if op in DARK_OPS else "black"
+    tip = f' TITLE="{_esc(title)}"' if title else ""
+    return (f'<TD BGCOLOR="{OP_COLOR[op]}" WIDTH="15" HEIGHT="15" FIXEDSIZE="TRUE"{tip}>'
+            f'<FONT POINT-SIZE="7" COLOR="{ink}">{OP_CODE[op]}</FONT></TD>')
 
 
 def ops_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Digraph:
     """Blocks as columns (grouped by stage), the 12 edges as rows (grouped by half), one colour and
     code per op; every cell has TITLE "block b edge NAME: op" (a tooltip in SVG)."""
-    B = genotype.B
-    rows = [_header_rows(B, genotype.num_blocks, 1)]
+    rows = [_header_rows(genotype.B, 1)]
     for e, name in enumerate(EDGE_NAMES):
         if e and name.split(".")[0] != EDGE_NAMES[e - 1].split(".")[0]:
             rows.append('<TR><TD HEIGHT="4"></TD></TR>')  # gap between the halves
-        cells = []
-        for blocks in _stage_blocks(B):
-            cells.append("".join(
-                f'<TD BGCOLOR="{OP_COLOR[op]}" WIDTH="15" HEIGHT="15" FIXEDSIZE="TRUE" '
-                f'TITLE="block {k} edge {name}: {op}">'
-                f'<FONT POINT-SIZE="7" COLOR="{"white" if op in DARK_OPS else "black"}">{OP_CODE[op]}</FONT></TD>'
-                for k in blocks for op in [genotype.ops[k][e]]))
-        rows.append(f'<TR><TD ALIGN="LEFT"><FONT FACE="Courier" POINT-SIZE="9">{name}</FONT></TD>'
-                    + '<TD></TD>'.join(cells) + "</TR>")
+        cells = ["".join(_swatch(genotype.ops[k][e], f"block {k} edge {name}: {genotype.ops[k][e]}") for k in blocks)
+                 for blocks in _stage_blocks(genotype.B)]
+        rows.append(_row(f'<TD ALIGN="LEFT"><FONT FACE="Courier" POINT-SIZE="9">{name} </FONT></TD>', cells))
     counts = genotype.op_counts()
-    legend = "".join(
-        f'<TD BGCOLOR="{OP_COLOR[op]}" WIDTH="15" HEIGHT="15" FIXEDSIZE="TRUE">'
-        f'<FONT POINT-SIZE="7" COLOR="{"white" if op in DARK_OPS else "black"}">{OP_CODE[op]}</FONT></TD>'
-        f'<TD ALIGN="LEFT"><FONT POINT-SIZE="10">{_esc(OP_LABEL[op])} ({counts[op]})</FONT></TD>'
-        for op in PRIMITIVES)
+    legend = "".join(f'{_swatch(op)}<TD ALIGN="LEFT"><FONT POINT-SIZE="10">{_esc(OP_LABEL[op])} '
+                     f'({counts[op]})  </FONT></TD>' for op in PRIMITIVES)
     head = (f"{_esc(title)}: " if title else "") + (
         f"op on every searchable edge ({genotype.num_blocks} blocks × {EDGES_PER_CELL} edges)")
-    table = (f'<<TABLE BORDER="0" CELLSPACING="1" CELLPADDING="0">{"".join(rows)}</TABLE>>')
-    g = _digraph("ops", rankdir="TB")
-    g.attr(ranksep="0.1")
-    g.node("map", table, shape="plaintext", fontname=FONT)
-    g.node("legend", f'<<TABLE BORDER="0" CELLSPACING="3" CELLPADDING="1"><TR>{legend}</TR></TABLE>>',
-           shape="plaintext")
-    g.attr(labelloc="t", label=f"<<B>{head}</B>>")
-    g.edge("map", "legend", style="invis")
-    return g
+    return _table_figure("ops", head, rows, f'<TABLE BORDER="0" CELLSPACING="2"><TR>{legend}</TR></TABLE>')
 
 
-# ------------------------------------------------------------------ (d) the alpha heat map
 def alpha_graph(probs: list[list[list[float]]], candidates: list[str], B: int, title: str = "") -> graphviz.Digraph:
     """probs[block][edge][i]: a row per (edge, candidate), a column per block, the colour is the
-    probability and ● marks the argmax per (block, edge) (TITLE "... (argmax)")."""
-    n_blocks = len(probs)
-    rows = [_header_rows(B, n_blocks, 2)]
+    probability and ● marks the argmax per (block, edge) (cell TITLE "... (argmax)")."""
+    rows = [_header_rows(B, 2)]
     for e, name in enumerate(EDGE_NAMES):
         if e:
             rows.append('<TR><TD HEIGHT="3"></TD></TR>')
+        best = [max(range(len(candidates)), key=probs[k][e].__getitem__) for k in range(len(probs))]
         for i, cand in enumerate(candidates):
             cells = []
             for blocks in _stage_blocks(B):
                 tds = []
                 for k in blocks:
-                    p = probs[k][e]
-                    best = max(range(len(p)), key=p.__getitem__)
-                    mark = ""
-                    if i == best:
-                        ink = "white" if p[i] > 0.5 else "black"
-                        mark = f'<FONT POINT-SIZE="7" COLOR="{ink}">●</FONT>'
-                    tds.append(f'<TD BGCOLOR="{_prob_color(p[i])}" WIDTH="11" HEIGHT="9" FIXEDSIZE="TRUE" '
-                               f'TITLE="block {k} edge {name}: {cand} p={p[i]:.3f}{" (argmax)" if i == best else ""}">'
-                               f'{mark}</TD>')
+                    p, top = probs[k][e][i], i == best[k]
+                    mark = f'<FONT POINT-SIZE="7" COLOR="{"white" if p > 0.5 else "black"}">●</FONT>' if top else ""
+                    tip = f'block {k} edge {name}: {cand} p={p:.3f}{" (argmax)" if top else ""}'
+                    tds.append(f'<TD BGCOLOR="{_prob_color(p)}" WIDTH="11" HEIGHT="9" FIXEDSIZE="TRUE" '
+                               f'TITLE="{tip}">{mark}</TD>')
                 cells.append("".join(tds))
-            first = (f'<TD ROWSPAN="{len(candidates)}" ALIGN="LEFT" VALIGN="MIDDLE">'
-                     f'<FONT FACE="Courier" POINT-SIZE="9">{name}</FONT></TD>' if i == 0 else "")
-            rows.append(f'<TR>{first}<TD ALIGN="RIGHT"><FONT POINT-SIZE="7">{_esc(OP_LABEL[cand])}</FONT></TD>'
-                        + '<TD></TD>'.join(cells) + "</TR>")
+            first = (f'<TD ROWSPAN="{len(candidates)}" ALIGN="LEFT"><FONT FACE="Courier" POINT-SIZE="9">{name}'
+                     f'</FONT></TD>' if i == 0 else "")
+            rows.append(_row(f'{first}<TD ALIGN="RIGHT"><FONT POINT-SIZE="7">{_esc(OP_LABEL[cand])} </FONT></TD>',
+                             cells))
     ticks = [k / 10 for k in range(11)]
     bar = "".join(f'<TD BGCOLOR="{_prob_color(t)}" WIDTH="22" HEIGHT="12" FIXEDSIZE="TRUE"></TD>' for t in ticks)
     labels = "".join(f'<TD><FONT POINT-SIZE="8">{t:.1f}</FONT></TD>' for t in ticks)
-    legend = (f'<<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1"><TR><TD ROWSPAN="2"><FONT POINT-SIZE="10">'
-              f'p(op) </FONT></TD>{bar}<TD ROWSPAN="2"><FONT POINT-SIZE="10">   ● = argmax (derived op)</FONT></TD>'
-              f'</TR><TR>{labels}</TR></TABLE>>')
+    legend = (f'<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1"><TR><TD ROWSPAN="2"><FONT POINT-SIZE="10">'
+              f'p(op)  </FONT></TD>{bar}<TD ROWSPAN="2"><FONT POINT-SIZE="10">     ● = argmax (the derived op)'
+              f'</FONT></TD></TR><TR>{labels}</TR></TABLE>')
     head = (f"{_esc(title)}: " if title else "") + "architecture probabilities softmax(α) of every edge"
-    g = _digraph("alpha", rankdir="TB")
-    g.attr(ranksep="0.1")
-    g.node("map", f'<<TABLE BORDER="0" CELLSPACING="1" CELLPADDING="0">{"".join(rows)}</TABLE>>', shape="plaintext")
-    g.node("legend", legend, shape="plaintext")
-    g.edge("map", "legend", style="invis")
-    g.attr(labelloc="t", label=f"<<B>{head}</B>>")
-    return g
+    return _table_figure("alpha", head, rows, legend)
 
 
 # ------------------------------------------------------------------ search checkpoints
@@ -298,9 +290,6 @@ _ALPHA_KEY = re.compile(r"^blocks\.(\d+)\.cell\.edges\.(\d+)\.alpha$")
 
 def load_search_alphas(path: str) -> tuple[list[list[list[float]]], list[str], int, int]:
     """(probs[block][edge][i], candidates, B, F) from a search checkpoint (softmax of the alphas)."""
-    import torch  # only this picture needs torch
-
-    from utils.utils import load_checkpoint
     ckpt = load_checkpoint(path)
     where = f"--checkpoint {path}"
     if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
@@ -310,10 +299,13 @@ def load_search_alphas(path: str) -> tuple[list[list[list[float]]], list[str], i
         raise UserError(f"{where} is a {ckpt.get('kind')!r} checkpoint; alphas live in a search checkpoint "
                         f"(search_cifar.py's RUN_DIR/checkpoint.pth)")
     args = ckpt["args"]
-    missing = [k for k in ("B", "F", "candidates") if k not in args]
+    missing = [k for k in ("B", "F", "candidates") if k not in args] if isinstance(args, dict) else ["(not a dict)"]
     if missing:
         raise UserError(f"{where}: its 'args' lack {', '.join(missing)}")
     B, F, candidates = int(args["B"]), int(args["F"]), list(args["candidates"])
+    unknown = [c for c in candidates if c not in PRIMITIVES]
+    if unknown:
+        raise UserError(f"{where}: unknown candidate op(s) {', '.join(map(str, unknown))} in its 'args'")
     n_blocks = NUM_STAGES * B
     alphas: dict[tuple[int, int], torch.Tensor] = {}
     for key, value in ckpt["model"].items():
@@ -358,14 +350,17 @@ def write(graph: graphviz.Digraph, stem: Path, fmt: str, dpi: int, render: bool)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("output_name", nargs="?", default="proxylessnas_architecture",
-                   help="path prefix of the outputs: NAME_cell, NAME_network, NAME_ops (and NAME_alpha) .gv + picture")
+                   help="path prefix of the outputs: NAME_cell, NAME_network, NAME_ops (and NAME_alpha), each a .gv "
+                        "source and a picture")
     p.add_argument("--genotype", default=None,
                    help="a named genotype (proxyless_cifar) or a genotype JSON file; default: the checkpoint's "
                         "argmax with --checkpoint, else proxyless_cifar")
     p.add_argument("--checkpoint", default=None,
-                   help="a search checkpoint (search_cifar.py RUN_DIR/checkpoint.pth): also draws its alpha probabilities")
+                   help="a search checkpoint (search_cifar.py RUN_DIR/checkpoint.pth): also draws its alpha "
+                        "probabilities")
     p.add_argument("--block", type=int, default=0, help="which block's cell to draw (0-based)")
     p.add_argument("--format", choices=("png", "svg", "pdf"), default="png", help="picture format rendered by dot")
     p.add_argument("--dpi", type=int, default=150, help="resolution of PNG pictures")

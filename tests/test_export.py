@@ -1,0 +1,105 @@
+"""export_onnx.py: a tiny random network exports with a dynamic batch axis and matches PyTorch in
+onnxruntime; checkpoints are loaded or refused with errors that name the problem."""
+import sys
+
+import onnx
+import pytest
+import torch
+
+import export_onnx
+import genotypes
+from models import build_net
+from utils.errors import UserError, run_cli
+from utils.utils import save_checkpoint
+
+TINY = genotypes.Genotype(1, 64, [["sep_3x3", "dil_sep_3x3", "avg_pool_3x3", "max_pool_3x3", "identity", "sep_5x5",
+                                   "sep_7x7", "identity", "sep_3x3", "avg_pool_3x3", "dil_sep_3x3",
+                                   "max_pool_3x3"]] * 3)
+
+
+def _args(*argv):
+    return export_onnx.get_args_parser().parse_args(list(argv))
+
+
+def test_tiny_random_network_matches_onnxruntime(tmp_path, capsys):
+    TINY.to_json(tmp_path / "tiny.json")
+    out = tmp_path / "sub" / "tiny.onnx"
+    result = export_onnx.main(_args("--genotype", str(tmp_path / "tiny.json"), "--output", str(out),
+                                    "--batch-sizes", "1", "8", "3", "--latency-runs", "3", "--threads", "1"))
+    assert out.is_file()
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param and not batch.dim_value  # a symbolic (dynamic) batch axis
+    assert set(result["max_abs_diff"]) == {1, 8, 3}
+    assert all(d <= 1e-4 for d in result["max_abs_diff"].values())
+    assert result["ort_ms"] > 0 and result["torch_ms"] > 0
+    printed = capsys.readouterr().out
+    assert "batch 8: max |onnxruntime - torch|" in printed and "latency at batch 1" in printed
+
+
+def test_calibrated_random_network_has_sane_logits():
+    torch.manual_seed(0)
+    model = build_net(TINY)
+    export_onnx.calibrate_bn(model)
+    assert not model.training
+    with torch.no_grad():
+        logits = model(torch.randn(4, 3, 32, 32))
+    assert torch.isfinite(logits).all() and logits.abs().max() < 100
+    bn = model.blocks[0].final_bn
+    assert bn.momentum == 0.1 and bn.num_batches_tracked > 0 and not torch.equal(bn.running_var, torch.ones_like(
+        bn.running_var))
+
+
+def test_checkpoint_loading(tmp_path):
+    torch.manual_seed(1)
+    trained = build_net(TINY)
+    state = {k: v + 0.5 if v.is_floating_point() else v for k, v in trained.state_dict().items()}
+    save_checkpoint({"kind": "train", "model": state, "genotype": TINY.to_dict(), "epoch": 3}, tmp_path / "t.pth")
+    loaded = export_onnx.load_network(None, str(tmp_path / "t.pth"))  # genotype from the checkpoint
+    assert loaded.genotype == TINY and not loaded.training
+    assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
+    # a bare state_dict with a DDP prefix needs --genotype
+    torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "bare.pth")
+    TINY.to_json(tmp_path / "tiny.json")
+    loaded = export_onnx.load_network(str(tmp_path / "tiny.json"), str(tmp_path / "bare.pth"))
+    assert torch.equal(loaded.classifier.weight, state["classifier.weight"])
+
+
+def test_checkpoint_that_does_not_fit(tmp_path):
+    state = build_net(TINY).state_dict()
+    torch.save(state, tmp_path / "bare.pth")
+    # another F: shapes differ; the message names keys
+    wider = genotypes.Genotype(1, 72, TINY.ops)
+    wider.to_json(tmp_path / "wider.json")
+    with pytest.raises(UserError, match=r"does not fit.*shape mismatch: \S+weight"):
+        export_onnx.load_network(str(tmp_path / "wider.json"), str(tmp_path / "bare.pth"))
+    # sep_3x3 -> avg_pool on edge 0 of block 0: its weights are unexpected
+    ops = [list(b) for b in TINY.ops]
+    ops[0][0] = "avg_pool_3x3"
+    genotypes.Genotype(1, 64, ops).to_json(tmp_path / "other.json")
+    with pytest.raises(UserError, match=r"unexpected: blocks\.0\.cell\.edges\.0\."):
+        export_onnx.load_network(str(tmp_path / "other.json"), str(tmp_path / "bare.pth"))
+    # a stored genotype that differs only in parameter-free ops is caught by the comparison
+    ops = [list(b) for b in TINY.ops]
+    ops[1][2] = "max_pool_3x3"
+    save_checkpoint({"kind": "train", "model": state, "genotype": TINY.to_dict()}, tmp_path / "t.pth")
+    genotypes.Genotype(1, 64, ops).to_json(tmp_path / "pool.json")
+    with pytest.raises(UserError, match=r"another genotype.*block 1 edge h0\.0\.1: max_pool_3x3 vs avg_pool_3x3"):
+        export_onnx.load_network(str(tmp_path / "pool.json"), str(tmp_path / "t.pth"))
+    save_checkpoint({"kind": "search", "model": state, "args": {}}, tmp_path / "s.pth")
+    with pytest.raises(UserError, match="search checkpoint"):
+        export_onnx.load_network(None, str(tmp_path / "s.pth"))
+
+
+def test_bad_genotype_path_is_one_line_error(tmp_path, monkeypatch, capsys):
+    with pytest.raises(UserError, match="missing.json"):
+        export_onnx.main(_args("--genotype", str(tmp_path / "missing.json"), "--output", str(tmp_path / "m.onnx")))
+    monkeypatch.setattr(sys, "argv", ["export_onnx.py", "--genotype", str(tmp_path / "missing.json"),
+                                      "--output", str(tmp_path / "m.onnx")])
+    with pytest.raises(SystemExit) as e:
+        run_cli(export_onnx.main, export_onnx.get_args_parser())
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "missing.json" in err and err.count("\n") == 1
+    assert not (tmp_path / "m.onnx").exists()
