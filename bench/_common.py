@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 
+from models.operations import check_candidates
+from models.space import check_macro
+from utils.errors import UserError
+
 
 def base_parser(description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -16,6 +20,22 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs, weights and random genotype")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (torch.set_num_threads)")
     return parser
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Bad flags -> one-line UserError (run_cli prints it), not a traceback from deep in a model."""
+    try:
+        check_macro(args.B, args.F)
+    except ValueError as e:
+        raise UserError(f"--B/--F: {e}") from None
+    for flag in ("batch", "threads", "repeats"):
+        if getattr(args, flag, 1) < 1:
+            raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+    if getattr(args, "pair", None) is not None:
+        try:
+            check_candidates(args.pair)
+        except ValueError as e:
+            raise UserError(f"--pair: {e}") from None
 
 
 def print_figures(figures: dict[str, float], targets: dict[str, float] | None = None) -> None:

@@ -1,16 +1,26 @@
 """How well does a latency table predict the measured forward latency of derived networks?
 
-For each batch size: build a latency table on this machine (utils.latency.build_table), then for
-``--nets`` random derived networks of the tree space measure the end-to-end forward latency (eval,
-inference mode, median of timed runs, the same timer as the table) and compare it with the table's
-prediction: mean absolute percentage error (MAPE) and Pearson r.
+For each batch size: measure the latency table entries of the space (utils.latency.table_items, the
+same entries ``python -m utils.latency build`` times) and the end-to-end forward latency of ``--nets``
+random derived networks (eval, inference mode, median of timed runs), then compare the table's
+prediction with the measurement: mean absolute percentage error (MAPE) and Pearson r.
+
+Table entries and networks are timed in one interleaved loop (each round calls every entry and every
+network once), so that on a machine shared with other jobs both see the same load.
+
+Clock (``--clock``): ``cpu`` (default, needs --threads 1) is the process CPU time of each call: the
+forward's latency less the time the scheduler gave to other processes.  ``wall`` is the wall-clock
+time, the right figure on a dedicated machine; on a busy one a 50 ms forward is preempted while a
+50 us table entry is not, so wall-clock figures measure the other jobs.  Both are printed; the
+headline lines use ``--clock``.
 
 Random networks must span a real range of latencies, or r measures noise: each network draws its
 own op mixture from a Dirichlet(``--concentration``) over the 7 ops, then an op per edge from that
-mixture, so some networks are mostly identity/pooling and others mostly 7x7 separable convs.
+mixture, so some networks are mostly identity or pooling and others mostly separable convs.
 
-Ends with ``name=value`` lines: latency_mape_b{batch}, latency_r_b{batch} (and the latency range).
-Run: python bench/latency_predictor.py [--B 3 --F 160 --batches 1 32 --threads 2]
+Ends with ``name=value`` lines: latency_mape_b{batch}, latency_r_b{batch} (headline clock),
+latency_{mape,r}_{other clock}_b{batch}, latency_range_b{batch} (slowest / fastest network).
+Run: python bench/latency_predictor.py [--B 3 --F 160 --batches 1 32 --threads 1 --clock cpu]
 """
 from __future__ import annotations
 
@@ -26,8 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genotypes import Genotype  # noqa: E402
 from models import build_net  # noqa: E402
 from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES  # noqa: E402
-from utils.errors import run_cli  # noqa: E402
+from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency import BACKENDS, LatencyTable, measure, predict_genotype, table_items, table_meta  # noqa: E402
+
+STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}
 
 
 def random_genotypes(B: int, F: int, n: int, concentration: float, seed: int) -> list[Genotype]:
@@ -46,14 +58,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--F", type=int, default=160, help="final width")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes to check")
     p.add_argument("--nets", type=int, default=20, help="random derived networks per batch size")
-    p.add_argument("--device", choices=BACKENDS, default="cpu", help="latency backend (networks run on it too)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="intra-op threads (1: on a machine shared with other jobs, more threads time the contention)")
+    p.add_argument("--device", choices=[b for b in BACKENDS if b != "cuda"], default="cpu",
+                   help="latency backend (the networks run on it too)")
+    p.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    p.add_argument("--clock", choices=list(STAT), default="cpu",
+                   help="headline clock: process CPU time (one thread; robust to other jobs) or wall clock")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per table entry / network")
-    p.add_argument("--repeats", type=int, default=15, help="timed runs per table entry / network")
-    p.add_argument("--min-run-ms", type=float, default=2.0, help="a timed run repeats a call until it lasts this long")
+    p.add_argument("--repeats", type=int, nargs="+", default=[50, 10],
+                   help="timed runs per table entry / network: one value, or one per batch size")
+    p.add_argument("--min-run-ms", type=float, default=0.0, help="a timed run repeats a call until it lasts this long")
     p.add_argument("--concentration", type=float, default=0.3, help="Dirichlet concentration of a network's op mix")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random networks")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random networks and inputs")
     p.add_argument("--save-tables", default="", help="folder to save the tables in (empty: not saved)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
@@ -64,45 +79,49 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
+    if len(args.repeats) not in (1, len(args.batches)):
+        raise UserError(f"--repeats needs one value or one per batch size ({len(args.batches)} given)")
+    if args.clock == "cpu" and args.threads != 1:
+        raise UserError("--clock cpu needs --threads 1 (CPU time sums over threads); use --clock wall")
+    repeats = dict(zip(args.batches, args.repeats * len(args.batches) if len(args.repeats) == 1 else args.repeats))
+    other = "wall" if args.clock == "cpu" else "cpu"
     nets = random_genotypes(args.B, args.F, args.nets, args.concentration, args.seed)
     results: dict[str, float] = {}
     for batch in args.batches:
-        # Table entries and networks are timed in one interleaved loop (each round runs every entry
-        # and every network once): on a machine shared with other jobs, both see the same load.
         items = table_items(args.B, args.F, PRIMITIVES, batch, args.device, seed=args.seed)
         x = torch.randn((batch, 3, 32, 32), generator=torch.Generator().manual_seed(args.seed))
         items += [(f"net{i}", build_net(g).eval(), x) for i, g in enumerate(nets)]
-        timed = measure(items, args.device, args.threads, args.warmup, args.repeats, args.min_run_ms,
+        timed = measure(items, args.device, args.threads, args.warmup, repeats[batch], args.min_run_ms,
                         progress=not args.no_progress, desc=f"table + networks b{batch}")
         meas = {k: timed.pop(k) for k in list(timed) if k.startswith("net")}
-        meta = table_meta(args.B, args.F, PRIMITIVES, batch, args.device, args.threads, args.warmup,
-                          args.repeats, args.min_run_ms)
-        table = LatencyTable(timed, meta)
+        table = LatencyTable(timed, table_meta(args.B, args.F, PRIMITIVES, batch, args.device, args.threads,
+                                               args.warmup, repeats[batch], args.min_run_ms))
         if args.save_tables:
             table.save(Path(args.save_tables) / f"lat_{args.device}_B{args.B}_F{args.F}_b{batch}.json")
-        print(f"\nbatch {batch}: {len(table.entries)} table entries ({table.meta['device_name']}, "
-              f"{table.meta['threads']} threads); median of {args.repeats} runs each")
-        print(f"{'net':>3} {'identity':>8} {'sep':>4} {'pool':>4} {'pred_ms':>9} {'meas_ms':>9} {'iqr_ms':>8} "
-              f"{'err%':>6} {'pred_cpu':>9} {'meas_cpu':>9} {'err%':>6}")
+        print(f"\nbatch {batch}: {len(table.entries)} table entries + {len(nets)} networks on {args.device} "
+              f"({table.meta['device_name']}, {args.threads} threads), median of {repeats[batch]} runs each")
+        print(f"{'net':>3} {'id':>3} {'sep':>4} {'pool':>4} | {args.clock + ' pred':>10} {'meas':>9} {'iqr':>8} "
+              f"{'err%':>6} | {other + ' pred':>10} {'meas':>9} {'err%':>6}")
         rows = []
         for i, g in enumerate(nets):
-            m = meas[f"net{i}"]
-            p, pm = predict_genotype(table, g), predict_genotype(table, g, stat="cpu_median_ms")
-            rows.append((p, m["median_ms"], pm, m["cpu_median_ms"]))
+            m, r = meas[f"net{i}"], []
+            for clock in (args.clock, other):
+                pred, got = predict_genotype(table, g, stat=STAT[clock]), m[STAT[clock]]
+                r += [pred, got, 100 * (pred / got - 1)]
+            rows.append(r)
             c = g.op_counts()
             sep = c["sep_3x3"] + c["sep_5x5"] + c["sep_7x7"] + c["dil_sep_3x3"]
             pool = c["avg_pool_3x3"] + c["max_pool_3x3"]
-            print(f"{i:>3} {c['identity']:>8} {sep:>4} {pool:>4} {p:>9.3f} {m['median_ms']:>9.3f} "
-                  f"{m['spread_ms']:>8.3f} {100 * (p / m['median_ms'] - 1):>+6.1f} {pm:>9.3f} {m['cpu_median_ms']:>9.3f} "
-                  f"{100 * (pm / m['cpu_median_ms'] - 1):>+6.1f}")
-        pred, med, pred_cpu, cpus = np.array(rows).T
-        results[f"latency_mape_b{batch}"] = float(np.mean(np.abs(pred / med - 1)) * 100)
-        results[f"latency_r_b{batch}"] = pearson(pred, med)
-        results[f"latency_mape_cpu_b{batch}"] = float(np.mean(np.abs(pred_cpu / cpus - 1)) * 100)
-        results[f"latency_r_cpu_b{batch}"] = pearson(pred_cpu, cpus)
-        results[f"latency_range_b{batch}"] = float(med.max() / med.min())
-    print(f"\nB={args.B} F={args.F} device={args.device} threads={args.threads} nets={args.nets} "
-          f"(mape in %, r: Pearson, range: slowest/fastest measured network; *_cpu_*: process CPU time)")
+            iqr = m["spread_ms" if args.clock == "wall" else "cpu_spread_ms"]
+            print(f"{i:>3} {c['identity']:>3} {sep:>4} {pool:>4} | {r[0]:>10.3f} {r[1]:>9.3f} {iqr:>8.3f} "
+                  f"{r[2]:>+6.1f} | {r[3]:>10.3f} {r[4]:>9.3f} {r[5]:>+6.1f}")
+        a = np.array(rows)
+        for suffix, (p, m) in (("", (a[:, 0], a[:, 1])), (f"_{other}", (a[:, 3], a[:, 4]))):
+            results[f"latency_mape{suffix}_b{batch}"] = float(np.mean(np.abs(p / m - 1)) * 100)
+            results[f"latency_r{suffix}_b{batch}"] = pearson(p, m)
+        results[f"latency_range_b{batch}"] = float(a[:, 1].max() / a[:, 1].min())
+    print(f"\nB={args.B} F={args.F} device={args.device} threads={args.threads} nets={args.nets} clock={args.clock} "
+          f"(mape in %, r: Pearson, range: slowest / fastest network)")
     for k, v in results.items():
         print(f"{k}={v:.4f}")
     return results

@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a file (python bench/memory.py): make th
 
 import torch
 
-from bench._common import base_parser, print_figures
+from bench._common import base_parser, check_args, print_figures
 from utils.errors import run_cli
 from utils.profiling import memory_figures, memory_ratios
 
@@ -34,6 +34,7 @@ def get_args_parser():
 
 
 def main(args) -> dict[str, float]:
+    check_args(args)
     torch.set_num_threads(args.threads)
     b = memory_figures(args.B, args.F, args.batch, seed=args.seed, pair=tuple(args.pair))
     print(f"B={args.B} F={args.F} batch={args.batch}: MiB saved for backward (model state excluded)")

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from bench._common import base_parser, print_figures
+from bench._common import base_parser, check_args, print_figures
 from models import build_net, build_supernet
 from utils import train as train_utils
 from utils.errors import run_cli
@@ -39,6 +39,9 @@ def get_args_parser():
     parser = base_parser("Supernet weight / architecture step time vs a derived-network training step.")
     parser.add_argument("--repeats", type=int, default=30, help="timed repeats of each step (medians compared)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed repeats first")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall: time.perf_counter; cpu: this process's CPU time (time.process_time), "
+                             "steadier on a busy shared machine, best with --threads 1")
     parser.add_argument("--profile", action="store_true", help="print torch.profiler tables of the steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
@@ -95,7 +98,8 @@ class Steps:
                 raise RuntimeError("the pinned supernet did not run the genotype")
 
 
-def measure(steps: Steps, repeats: int, warmup: int, progress: bool) -> dict[str, list[float]]:
+def measure(steps: Steps, repeats: int, warmup: int, progress: bool, clock=time.perf_counter
+            ) -> dict[str, list[float]]:
     fns = {"weight": steps.weight, "arch": steps.arch, "derived": steps.derived_step}
     names = list(fns)
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -103,9 +107,9 @@ def measure(steps: Steps, repeats: int, warmup: int, progress: bool) -> dict[str
         for k in range(len(names)):  # rotate the order: no step always runs after the same one
             name = names[(r + k) % len(names)]
             steps.prepare()
-            t0 = time.perf_counter()
+            t0 = clock()
             fns[name]()
-            dt = time.perf_counter() - t0
+            dt = clock() - t0
             if r >= warmup:
                 times[name].append(dt)
     return times
@@ -124,13 +128,15 @@ def profile(steps: Steps) -> None:
 
 
 def main(args) -> dict[str, float]:
+    check_args(args)
     torch.set_num_threads(args.threads)
     steps = Steps(args.B, args.F, args.batch, args.seed)
     steps.check()
-    times = measure(steps, args.repeats, args.warmup, not args.no_progress)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
+    times = measure(steps, args.repeats, args.warmup, not args.no_progress, clock)
     med = {n: statistics.median(v) for n, v in times.items()}
     print(f"B={args.B} F={args.F} batch={args.batch} threads={args.threads} repeats={args.repeats}: "
-          f"median ms (min..max)")
+          f"median {args.clock} ms (min..max)")
     for n, v in times.items():
         print(f"  {n:<8} {1e3 * med[n]:9.1f}  ({1e3 * min(v):.1f}..{1e3 * max(v):.1f})")
     if args.profile:

@@ -1,15 +1,13 @@
 """MixedOp binary gates: the alpha gradient, the rescaled update, weight steps that leave unsampled
 paths alone, and the supernet <-> derived network equivalence."""
-import random
-
 import pytest
 import torch
 import torch.nn as nn
 
 import genotypes
 from models import MixedOp, PRIMITIVES, build_net, build_supernet
-from models.space import EDGES_PER_CELL
 from utils import train as train_utils
+from utils.profiling import random_genotype  # seeded, every op at least once
 
 
 def _mixed_op(seed: int) -> MixedOp:
@@ -52,6 +50,9 @@ def test_alpha_gradient_matches_formula(mode, seed):
     torch.testing.assert_close(op.alpha.grad, expected, rtol=1e-9, atol=1e-9)
     unsampled = [i for i in range(len(PRIMITIVES)) if i not in op.sampled]
     assert (op.alpha.grad[unsampled] == 0).all()
+    assert len(set(op.sampled)) == len(op.sampled)
+    for j, path in enumerate(op.ops):  # only the active path ran with autograd
+        assert all((p.grad is not None) == (j == op.active) for p in path.parameters())
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -66,9 +67,12 @@ def test_two_mode_update_keeps_unsampled_probabilities(seed):
         x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
         (op(x) * torch.randn_like(x)).sum().backward()
         opt.step()
-        op.rescale_sampled()
-        p_after = op.probs().detach()
         S = list(op.sampled)
+        stepped = op.alpha.detach()[S].clone()
+        op.rescale_sampled()
+        shift = op.alpha.detach()[S] - stepped  # a common offset: the pair's own softmax is Adam's
+        torch.testing.assert_close(shift[0], shift[1], rtol=0, atol=1e-12)
+        p_after = op.probs().detach()
         rest = [i for i in range(len(PRIMITIVES)) if i not in S]
         torch.testing.assert_close(p_after[rest], p_before[rest], rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(p_after[S].sum(), p_before[S].sum(), rtol=1e-12, atol=1e-12)
@@ -125,15 +129,6 @@ def test_weight_step_touches_only_sampled_paths():
     assert idle_with_momentum > 0  # some unsampled paths had momentum and still did not move
 
 
-def _random_genotype(B: int, F: int, seed: int) -> genotypes.Genotype:
-    """A random genotype that uses every op (so every op's weight mapping is exercised)."""
-    rng = random.Random(seed)
-    n = 3 * B * EDGES_PER_CELL
-    flat = list(PRIMITIVES) + [rng.choice(PRIMITIVES) for _ in range(n - len(PRIMITIVES))]
-    rng.shuffle(flat)
-    return genotypes.Genotype(B, F, [flat[k:k + EDGES_PER_CELL] for k in range(0, n, EDGES_PER_CELL)])
-
-
 @torch.no_grad()
 def _randomize(net: nn.Module) -> None:
     """Random BN statistics and affine weights, so a wrong weight mapping shows in the output."""
@@ -165,7 +160,7 @@ def _derived_output(supernet, genotype, x):
 
 
 def test_fixed_supernet_equals_derived_net(random_supernet):
-    g = _random_genotype(1, 64, seed=0)
+    g = random_genotype(1, 64, seed=0)
     assert set(op for block in g.ops for op in block) == set(PRIMITIVES)
     x = torch.randn(4, 3, 32, 32)
     random_supernet.fix(g)
@@ -174,7 +169,7 @@ def test_fixed_supernet_equals_derived_net(random_supernet):
     y_derived = _derived_output(random_supernet, g, x)
     torch.testing.assert_close(y_super, y_derived, rtol=1e-5, atol=1e-5)
     # the comparison is sharp: another genotype gives another output
-    other = _random_genotype(1, 64, seed=1)
+    other = random_genotype(1, 64, seed=1)
     random_supernet.fix(other)
     with random_supernet.gate_mode("fixed"), torch.no_grad():
         assert not torch.allclose(random_supernet(x), y_derived, rtol=1e-3, atol=1e-3)

@@ -20,11 +20,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import genotypes
+from models import PRIMITIVES, build_net, build_supernet
+from models.space import EDGES_PER_CELL, NUM_STAGES
+
 from . import train as train_utils
 
 
 class SavedBytes:
-    """Context manager: ``with SavedBytes(exclude=model) as sb: loss.backward-able forward``; then
+    """Context manager around a forward: ``with SavedBytes(exclude=model) as sb: loss = ...``; then
     ``sb.bytes`` is the memory held for backward (unique storages, excluded ones left out)."""
 
     def __init__(self, exclude: nn.Module | Iterable[torch.Tensor] | None = None):
@@ -115,9 +119,6 @@ def saved_bytes(forward, model: nn.Module, *args, **kwargs) -> int:
 # ---------------------------------------------------------------- the memory figures
 def random_genotype(B: int, F: int, seed: int, ops: Iterable[str] | None = None):
     """A seeded random genotype over ``ops`` (default: all candidates), each op used at least once."""
-    import genotypes
-    from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
-
     ops = list(PRIMITIVES if ops is None else ops)
     rng = random.Random(seed)
     n = NUM_STAGES * B * EDGES_PER_CELL
@@ -137,8 +138,6 @@ def memory_figures(B: int, F: int, batch: int, seed: int = 0, pair: tuple[str, s
       (second paths of the arch step drawn uniformly from the rest), the supernet's weight step
       ("sample") and the derived network's training step.
     """
-    from models import PRIMITIVES, build_net, build_supernet
-
     torch.manual_seed(seed)
     x, y = torch.randn(batch, 3, 32, 32), torch.randint(0, 10, (batch,))
     out: dict[str, int] = {}
