@@ -207,6 +207,8 @@ class MixedOp(nn.Module):
         if not self._assigned:
             self.resample()
         self._assigned = False
+        if mode == "full":
+            return self._full(x)
         active_out = self.ops[self.active](x)
         if mode in ("uniform", "sample"):
             return active_out  # alpha gets no gradient: REINFORCE or warm-up
@@ -220,6 +222,18 @@ class MixedOp(nn.Module):
                 kept = [outs[j] for j in self.sampled]
         index = torch.tensor(self.sampled, device=self.alpha.device)
         return _BinaryGate.apply(self.alpha, active_out, index, *kept)
+
+    def _full(self, x: torch.Tensor) -> torch.Tensor:
+        """All N paths run with autograd and stay in the graph (memory grows with N, as in the
+        official "full" mode): y = sum_j g_j o_j with g the one-hot gate in value and d softmax(alpha)
+        in gradient, so dL/dalpha follows the same formula over all N paths."""
+        p = torch.softmax(self.alpha, dim=0)
+        gate = (p - p.detach()) + F.one_hot(torch.tensor(self.active), len(p)).to(p)  # value exactly one-hot
+        out = None
+        for j, op in enumerate(self.ops):
+            term = gate[j] * op(x)
+            out = term if out is None else out + term
+        return out
 
     @torch.no_grad()
     def rescale_sampled(self) -> None:
