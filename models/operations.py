@@ -169,6 +169,7 @@ class MixedOp(nn.Module):
         self.active: int | None = None
         self.alpha_before: torch.Tensor | None = None  # alpha[sampled] when sampled ("two" rescale)
         self._assigned = False
+        self._index: torch.Tensor | None = None
 
     # ---- probabilities
     def probs(self) -> torch.Tensor:
@@ -186,12 +187,16 @@ class MixedOp(nn.Module):
             raise ValueError(f"unknown gate mode {mode!r}; valid: {', '.join(GATE_MODES)}")
         self.mode = mode
 
-    def set_paths(self, sampled: Sequence[int], active: int) -> None:
-        self.sampled, self.active = tuple(sampled), int(active)
-        if self.mode == "two":
-            self.alpha_before = self.alpha.detach()[list(self.sampled)].clone()
-        self._assigned = True
-
+    def set_paths(self, sampled: Sequence[int], active: int, index: torch.Tensor | None = None,
+                  track_rescale: bool = True) -> None:
+        """Assign the paths of the next forward.  index: ``sampled`` as a tensor on alpha's device
+        (the supernet passes views of one tensor, saving a host->device copy per edge).
+        track_rescale=False when the caller keeps the pre-step alphas itself (SuperNet)."""
+        # plain __dict__ writes: nn.Module.__setattr__ costs ~1 us per attribute, times 648 edges a step
+        d = self.__dict__
+        d["sampled"], d["active"], d["_index"], d["_assigned"] = tuple(sampled), int(active), index, True
+        if self.mode == "two" and track_rescale:
+            d["alpha_before"] = self.alpha.detach()[list(d["sampled"])].clone()
     def resample(self) -> None:
         sampled, active = sample_paths(self.alpha[None], self.mode)
         self.set_paths(sampled[0], active[0])
@@ -220,7 +225,7 @@ class MixedOp(nn.Module):
                 kept = [outs[self.sampled[0]] - outs[self.sampled[1]]]
             else:
                 kept = [outs[j] for j in self.sampled]
-        index = torch.tensor(self.sampled, device=self.alpha.device)
+        index = self._index if self._index is not None else torch.tensor(self.sampled, device=self.alpha.device)
         return _BinaryGate.apply(self.alpha, active_out, index, *kept)
 
     def _full(self, x: torch.Tensor) -> torch.Tensor:

@@ -78,6 +78,7 @@ class SuperNet(TreeNet):
         self.candidates = check_candidates(candidates)
         super().__init__(B, F, lambda b, e, c: MixedOp(c, self.candidates), num_classes)
         self._mixed = [m for m in self.modules() if isinstance(m, MixedOp)]
+        self._before = None  # (pairs, alphas of the pairs) of the last "two"-mode sampling
         assert len(self._mixed) == len(self.plan) * EDGES_PER_CELL
 
     # ---- parameters
@@ -120,9 +121,15 @@ class SuperNet(TreeNet):
     def resample(self) -> None:
         """Sample paths for all edges at once (one read of all alphas, torch's global RNG)."""
         mode = self._mixed[0].mode
-        sampled, active = sample_paths(self.alphas(), mode)
-        for m, s, a in zip(self._mixed, sampled, active):
-            m.set_paths(s, a)
+        alphas = self.alphas()
+        sampled, active = sample_paths(alphas, mode)
+        index = [None] * len(sampled)
+        if mode in ("two", "full"):
+            pairs = torch.tensor(sampled, device=alphas.device)  # one copy for all edges
+            index = pairs.unbind(0)
+            self._before = (pairs, alphas.gather(1, pairs)) if mode == "two" else None
+        for m, s, a, i in zip(self._mixed, sampled, active, index):
+            m.set_paths(s, a, index=i, track_rescale=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._mixed[0].mode in STOCHASTIC_MODES:
@@ -131,8 +138,18 @@ class SuperNet(TreeNet):
 
     @torch.no_grad()
     def rescale_sampled(self) -> None:
-        for m in self._mixed:
-            m.rescale_sampled()
+        """After an arch step in "two" mode: per edge, shift the two updated alphas by a common offset
+        so their logsumexp is as before the step (MixedOp.rescale_sampled, batched over edges)."""
+        if self._before is None:
+            return
+        pairs, old = self._before
+        alphas = [m.alpha for m in self._mixed]
+        new = torch.stack(alphas).gather(1, pairs)
+        offset = torch.logsumexp(new, 1) - torch.logsumexp(old, 1)  # (E,)
+        delta = torch.zeros(len(alphas), alphas[0].numel(), device=offset.device, dtype=offset.dtype)
+        delta.scatter_(1, pairs, offset[:, None].expand(-1, pairs.shape[1]).contiguous())
+        torch._foreach_sub_(alphas, list(delta.unbind(0)))
+        self._before = None
 
     def active_indices(self) -> torch.Tensor:
         """(E,) index of the op each edge ran in the last forward."""

@@ -185,3 +185,26 @@ def test_argmax_supernet_equals_derived_net(random_supernet):
     with random_supernet.gate_mode("argmax"), torch.no_grad():
         y_super = random_supernet(x)
     torch.testing.assert_close(y_super, _derived_output(random_supernet, g, x), rtol=1e-5, atol=1e-5)
+
+
+def test_supernet_batched_rescale_keeps_unsampled_probabilities():
+    """SuperNet.rescale_sampled (batched over all edges) keeps every edge's unsampled probabilities."""
+    torch.manual_seed(0)
+    net = build_supernet(1, 64)
+    for a in net.arch_parameters():
+        a.data.normal_()
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.006, betas=(0.0, 0.999))
+    before = net.probs()
+    with net.gate_mode("two"):
+        net(torch.randn(4, 3, 32, 32)).logsumexp(1).sum().backward()
+    pairs = [m.sampled for m in net.mixed_ops()]
+    opt.step()
+    net.rescale_sampled()
+    after = net.probs()
+    moved = 0
+    for e, pair in enumerate(pairs):
+        rest = [i for i in range(after.shape[1]) if i not in pair]
+        torch.testing.assert_close(after[e, rest], before[e, rest], rtol=0, atol=1e-6)
+        torch.testing.assert_close(after[e, list(pair)].sum(), before[e, list(pair)].sum(), rtol=0, atol=1e-6)
+        moved += int(not torch.allclose(after[e, list(pair)], before[e, list(pair)]))
+    assert moved > len(pairs) // 2  # the step did move the sampled pairs
