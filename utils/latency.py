@@ -5,20 +5,26 @@ How a network's latency is modelled (and why):
   ``identity``: it holds everything in the block that is not an edge op -- shortcut (+ channel
   zero-pad), in_bottle, root edge + shuffle, the split, every copy/add sum, the branch BNs and their
   residual adds, out_bottle, final BN, the residual add -- and the per-call costs of all those
-  modules, measured as they run together rather than as a sum of isolated pieces.
+  modules.  Adding up those pieces timed one by one misses the sums, the split and the module calls:
+  ~30 % of a block's fixed time at batch 1 on CPU, ~11 % at batch 32 (B=3, F=160, one thread).
 * An *edge* entry is one candidate op (op, channels, H, W, stride) timed in isolation.  An edge's
   cost is ``edge(op) - edge(identity)`` at its shape: the identity that the block entry already
-  counted is taken out again, and with it the cost of calling a module and of the timer.
-* ``stem`` and ``head`` (BN-ReLU-pool-linear) entries complete the network.
+  counted is taken out again, and with it the cost of the timer.
+* ``stem`` and ``head`` (BN-ReLU-pool-linear) entries complete the network:
   latency(genotype) = stem + head + sum_blocks block + sum_edges [edge(op) - edge(identity)].
 * onnxruntime only: every entry runs as its own InferenceSession, while a deployed network is one
   session; the cost of one ``session.run`` call (entry ``overhead:session``) is taken out of every
   fixed part but one.
 
-Each entry keeps the median over ``repeats`` timed runs (after ``warmup`` untimed ones) and the
-spread as the inter-quartile range (IQR, ms) of those runs.  A run times ``inner`` back-to-back calls
-(chosen so that a run lasts >= ``min_run_ms``: timer resolution and scheduler noise stay small next to
-it) and is reported per call.
+Timing (``measure``): every entry is warmed up, then timed in ``repeats`` interleaved rounds -- a
+round calls every entry once -- so that a burst of load from other processes spreads over all
+entries, and so that each timed call follows other modules' calls, as in a network.  Timing one op
+back to back keeps its caches warm: runs of 30 ms of repeated calls made the predictions ~19 % low
+at batch 1 on CPU; single calls per run are within a few % (bench/latency_predictor.py).
+``min_run_ms`` > 0 repeats a call within a run (for timers too coarse for one call).  Each entry keeps
+the median and the spread as the inter-quartile range (IQR, ms) of its runs, the fastest run, and on
+cpu/onnxruntime also the process CPU time per call (``cpu_median_ms``): with one thread, that is the
+latency an idle machine would show, when other jobs share this one.
 """
 from __future__ import annotations
 
@@ -41,7 +47,9 @@ import torch
 import torch.nn as nn
 
 from models.operations import OPS, check_candidates
-from models.space import EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, PRIMITIVES, STEM_CHANNELS, BlockSpec, block_plan, check_macro
+from models.proxyless_nas import TreeNet
+from models.space import (EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, PRIMITIVES, STEM_CHANNELS, BlockSpec, block_plan,
+                          check_macro)
 from utils.errors import UserError, run_cli
 
 TABLE_FORMAT = "proxylessnas-latency-table/1"
@@ -103,7 +111,8 @@ def _plan(B: int, F: int) -> list[BlockSpec]:
 # ------------------------------------------------------------------ the table
 @dataclass
 class LatencyTable:
-    """key -> {"median_ms", "spread_ms" (IQR), "runs", "inner"}; meta says where it was measured."""
+    """entries: key -> {"median_ms", "spread_ms" (IQR), "min_ms", "runs", "inner"} of the wall-clock
+    time per call (+ "cpu_median_ms", "cpu_spread_ms" on cpu/onnxruntime); meta: where and how."""
 
     entries: dict[str, dict] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -189,8 +198,6 @@ def parts_for(B: int, F: int, candidates: Sequence[str] = PRIMITIVES,
               num_classes: int = NUM_CLASSES) -> list[Part]:
     """The modules to time, built with the project's own classes (so a table measures exactly the
     layers the networks run): stem, head and blocks from a TreeNet with identity edges."""
-    from models.proxyless_nas import TreeNet  # late: models imports genotypes, which imports utils
-
     net = TreeNet(B, F, _identity_edges, num_classes).eval()
     plan = net.plan
     wanted = required_keys(B, F, candidates, num_classes)
@@ -250,7 +257,9 @@ def onnx_session(module: nn.Module, example: torch.Tensor, threads: int):
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notice, once per module
+        # notices, not problems: "legacy exporter" (deprecation) and "constant folding not applied"
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["x"], output_names=["y"])
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
@@ -285,7 +294,7 @@ def _call_for(backend: str, module: nn.Module, x: torch.Tensor, threads: int) ->
 
 
 def measure(items: Sequence[tuple[str, nn.Module, torch.Tensor]], backend: str = "cpu", threads: int | None = None,
-            warmup: int = 10, repeats: int = 30, min_run_ms: float = 2.0, progress: bool = False,
+            warmup: int = 10, repeats: int = 30, min_run_ms: float = 0.0, progress: bool = False,
             desc: str = "latency") -> dict[str, dict]:
     """Time modules on one backend: key -> {"median_ms", "spread_ms" (IQR), "min_ms", "runs", "inner"}
     of the wall-clock time per call, and for cpu/onnxruntime "cpu_median_ms", "cpu_spread_ms" of the
@@ -377,7 +386,7 @@ def table_meta(B: int, F: int, candidates: Sequence[str], batch_size: int, devic
 
 
 def build_table(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int = 1, device: str = "cpu",
-                threads: int | None = None, warmup: int = 10, repeats: int = 30, min_run_ms: float = 2.0,
+                threads: int | None = None, warmup: int = 10, repeats: int = 30, min_run_ms: float = 0.0,
                 progress: bool = True, num_classes: int = NUM_CLASSES, seed: int = 0) -> LatencyTable:
     """Profile every distinct entry that the space (B, F, candidates) needs at ``batch_size``."""
     if threads is not None and threads < 1:
@@ -399,8 +408,9 @@ def _candidates(candidates: Sequence[str]) -> tuple[str, ...]:
 
 
 # ------------------------------------------------------------------ the model
-# stat: which statistic of an entry to use; "median_ms" (default) or "min_ms" (on a busy machine the
-# fastest run is the best estimate of the device's own speed).
+# stat: which statistic of the entries to add up: "median_ms" (wall clock, default: a dedicated
+# device), "cpu_median_ms" (process CPU time: a table measured with one thread on a shared machine),
+# or "min_ms".
 def fixed_ms(table: LatencyTable, B: int, F: int, num_classes: int = NUM_CLASSES, stat: str = "median_ms") -> float:
     """stem + head + every block with identity edges (less the extra session calls on onnxruntime)."""
     plan = _plan(B, F)
@@ -490,12 +500,24 @@ class LatencyModel:
         """Latency (ms) of a derived network; any genotype whose entries the table holds."""
         return predict_genotype(self.table, genotype, self.num_classes, self.stat)
 
-    def predict_indices(self, indices: Sequence[int]) -> float:
-        """Latency of the architecture given by one candidate index per edge (e.g. the active paths)."""
-        idx = torch.as_tensor(list(indices), dtype=torch.long)
-        if idx.shape != (self.costs.shape[0],):
-            raise LatencyError(f"need one index per edge ({self.costs.shape[0]}), got {tuple(idx.shape)}")
-        return self.fixed + float(self.costs[torch.arange(len(idx)), idx].sum())
+    def predict_indices(self, indices) -> float:
+        """Latency of the architecture given by one candidate index per edge (list or (E,) tensor)."""
+        return float(self.predict_batch(torch.as_tensor(indices).reshape(1, -1))[0])
+
+    def predict_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """(M,) float64 latencies (ms, CPU) of M architectures given as (M, E) candidate indices."""
+        idx = torch.as_tensor(indices, dtype=torch.long).cpu()
+        E = self.costs.shape[0]
+        if idx.dim() != 2 or idx.shape[1] != E:
+            raise LatencyError(f"need one index per edge ({E}) per architecture, got shape {tuple(idx.shape)}")
+        return self.fixed + self.costs[torch.arange(E)[None, :], idx].sum(1)
+
+    def predict_active(self, supernet) -> float:
+        """Latency of the architecture that the supernet's last forward ran (REINFORCE's sample)."""
+        mixed = supernet.mixed_ops()
+        if any(m.active is None for m in mixed):
+            raise LatencyError("the supernet has not run a stochastic forward yet: no active paths")
+        return self.predict_indices([m.active for m in mixed])
 
 
 # ------------------------------------------------------------------ losses and rewards
@@ -532,19 +554,22 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=BACKENDS, default="cpu",
                    help="cpu: torch eager; cuda: CUDA events; onnxruntime: CPU InferenceSession per entry")
     b.add_argument("--threads", type=int, default=None,
-                   help="intra-op threads for cpu/onnxruntime (default: torch's current count)")
+                   help="intra-op threads for cpu/onnxruntime (unset: torch's current count)")
     b.add_argument("--B", type=int, default=18, help="blocks per stage")
     b.add_argument("--F", type=int, default=400, help="final width")
     b.add_argument("--candidates", nargs="+", default=list(PRIMITIVES), help="candidate op names")
     b.add_argument("--batch", type=int, default=1, help="batch size the latencies are measured at")
     b.add_argument("--warmup", type=int, default=10, help="untimed calls before timing each entry")
     b.add_argument("--repeats", type=int, default=30, help="timed runs per entry (median and IQR kept)")
-    b.add_argument("--min-run-ms", type=float, default=2.0, help="a timed run repeats the call until it lasts this long")
+    b.add_argument("--min-run-ms", type=float, default=0.0,
+                   help="a timed run repeats the call until it lasts this long (0: one call per run, as in a network)")
     b.add_argument("--out", default="latency_table.json", help="output JSON file")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = sub.add_parser("predict", formatter_class=fmt, help="predicted latency of a derived network")
     q.add_argument("--table", required=True, help="latency table JSON")
     q.add_argument("--genotype", required=True, help="genotype name (e.g. proxyless_cifar) or JSON file")
+    q.add_argument("--stat", default="median_ms", choices=["median_ms", "min_ms", "cpu_median_ms"],
+                   help="which statistic of the entries to add up (cpu_median_ms: process CPU time, one thread)")
     return p
 
 
@@ -560,7 +585,7 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
 
     table = LatencyTable.load(args.table)
     g = genotypes.get(args.genotype)
-    ms = predict_genotype(table, g)
+    ms = predict_genotype(table, g, stat=args.stat)
     print(f"predicted latency {ms:.3f} ms (B={g.B} F={g.F}, batch {table.meta.get('batch_size')}, "
           f"{table.meta.get('backend')} {table.meta.get('device_name')})")
     return ms
