@@ -151,9 +151,10 @@ class LatencyTerm:
         expected = self.model.expected(supernet)
         return latency_loss(ce, expected, self.target, self.kind, self.lam, self.beta), expected
 
-    def reward(self, acc: float, genotype) -> float:
+    def reward(self, acc: float, supernet) -> float:
+        """acc x (LAT/T)^w for the architecture of the supernet's last forward."""
         from utils.latency import reinforce_reward
-        return reinforce_reward(acc, self.model.predict(genotype), self.target, self.w)
+        return reinforce_reward(acc, self.model.predict_active(supernet), self.target, self.w)
 
 
 def gradient_arch_step(supernet, x, y, criterion, optimizer, amp, mode: str, weight_params,
@@ -187,7 +188,7 @@ class Reinforce:
                 with amp.autocast():
                     logits = supernet(x)
                 acc = float((logits.argmax(1) == y).float().mean())
-                rewards.append(acc if latency is None else latency.reward(acc, supernet.active_genotype()))
+                rewards.append(acc if latency is None else latency.reward(acc, supernet))
                 archs.append(supernet.active_indices())
                 losses.append(criterion(logits.float(), y))
                 last_logits = logits

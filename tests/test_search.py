@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import genotypes
+from models import build_supernet
 import search_cifar
 from utils.errors import UserError
 
@@ -97,3 +98,35 @@ def test_cli_prints_one_line_error(tmp_path):
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown candidate op(s) nope")
+
+
+def _table(tmp_path):
+    from utils import latency as L
+    table = L.build_table(1, 64, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
+    table.save(tmp_path / "lat.json")
+    return L.LatencyModel(table, build_supernet(1, 64)), tmp_path / "lat.json"
+
+
+def test_tight_latency_target_gives_a_faster_genotype(synthetic_data, tmp_path):
+    model, path = _table(tmp_path)
+    tight = model.predict(genotypes.uniform(1, 64, "identity"))  # the fastest network of the space
+    plain = run(synthetic_data, tmp_path / "plain", "--arch-every", "1")
+    fast = run(synthetic_data, tmp_path / "fast", "--arch-every", "1", "--latency-table", str(path),
+               "--target-latency", f"{tight:.4f}", "--latency-lambda", "1.0")
+    assert model.predict(fast["genotype"]) < model.predict(plain["genotype"])
+    rec = json.loads((tmp_path / "fast" / "log.jsonl").read_text().splitlines()[-1])
+    assert rec["argmax_latency_ms"] == pytest.approx(model.predict(fast["genotype"]), rel=1e-6)
+    assert rec["expected_latency_ms"] > 0
+
+
+def test_reinforce_with_latency_reward_runs(synthetic_data, tmp_path):
+    _, path = _table(tmp_path)
+    res = run(synthetic_data, tmp_path / "r", "--algo", "reinforce", "--reinforce-samples", "2",
+              "--latency-table", str(path), "--target-latency", "1.0", "--epochs", "1")
+    assert not torch.allclose(res["alphas"], torch.zeros_like(res["alphas"]))
+
+
+def test_latency_table_of_another_space_is_refused(synthetic_data, tmp_path):
+    _, path = _table(tmp_path)
+    with pytest.raises(UserError, match=r"latency table lacks entry .* needed for B=1 F=72 .*built for B=1 F=64"):
+        run(synthetic_data, tmp_path / "x", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
