@@ -1,0 +1,145 @@
+"""A short end-to-end run to try first: search -> genotype -> retrain -> pictures -> ONNX, on a CIFAR-10 subset.
+
+It calls the real scripts (search_cifar, train_cifar, visualize_cifar, export_onnx) with small settings,
+so a working run means the whole pipeline works on this machine.  With the default flags it takes
+under 10 minutes on a 2-core CPU (see README); accuracies are those of a tiny network trained on a
+few thousand images for a few minutes, a smoke test, not a result.
+
+    python test_run.py                     # CIFAR-10 in ./data (downloaded if missing)
+    python test_run.py --synthetic         # offline: a synthetic CIFAR-format data set
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+import export_onnx
+import genotypes
+import search_cifar
+import train_cifar
+import visualize_cifar
+from utils import data as cifar
+from utils.errors import UserError, run_cli
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="./data", help="folder holding cifar-10-batches-py (downloaded there if missing)")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never download")
+    p.add_argument("--synthetic", action="store_true", help="use a synthetic CIFAR-format data set (no download)")
+    p.add_argument("--output", default="runs/test_run", help="run directory")
+    p.add_argument("--B", type=int, default=1, help="blocks per stage of the supernet and the retrained net")
+    p.add_argument("--F", type=int, default=64, help="final width (a multiple of 8 >= 64)")
+    p.add_argument("--train-images", type=int, default=2500,
+                   help="training images used (a fixed subset); the search holds out --arch-split of them")
+    p.add_argument("--arch-split", type=int, default=500, help="images of the subset that train alpha in the search")
+    p.add_argument("--test-images", type=int, default=2000, help="test images used (a fixed subset)")
+    p.add_argument("--warmup-epochs", type=int, default=2, help="search warm-up epochs")
+    p.add_argument("--search-epochs", type=int, default=8, help="search epochs after warm-up")
+    p.add_argument("--train-epochs", type=int, default=10, help="retraining epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="batch size of search and retraining")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    return p
+
+
+def write_subset(src: Path | None, args, out: Path) -> Path:
+    """Write the fixed train/test subsets as a CIFAR-format folder that every stage reads."""
+    if src is None:  # synthetic
+        per_batch = math.ceil(args.train_images / 5)
+        return cifar.write_synthetic_cifar(out, per_batch=per_batch, n_test=args.test_images, seed=args.seed).parent
+    train, test = cifar.load_cifar10(src, download=args.download)
+    train, test = cifar.take(train, args.train_images), cifar.take(test, args.test_images)
+    folder = out / cifar.BATCHES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    chunks = np.array_split(np.arange(len(train)), 5)
+    for name, idx in zip(cifar.TRAIN_FILES, chunks):
+        _dump(folder / name, train.images[idx].numpy(), train.labels[idx].numpy())
+    _dump(folder / "test_batch", test.images.numpy(), test.labels.numpy())
+    return out
+
+
+def _dump(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        pickle.dump({b"data": images.reshape(len(images), -1), b"labels": labels.tolist()}, f, protocol=4)
+
+
+def _stage(name: str, fn, times: dict):
+    print(f"\n=== {name}", flush=True)
+    t0 = time.perf_counter()
+    result = fn()
+    times[name] = time.perf_counter() - t0
+    return result
+
+
+def main(args: argparse.Namespace) -> dict:
+    if args.arch_split >= args.train_images:
+        raise UserError("--arch-split must be smaller than --train-images")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    common = ["--device", args.device, "--seed", str(args.seed), "--batch-size", str(args.batch_size),
+              "--no-download"] + ([] if args.progress else ["--no-progress"])
+    times: dict[str, float] = {}
+    start = time.perf_counter()
+
+    data_dir = _stage("data", lambda: write_subset(None if args.synthetic else Path(args.data), args, out / "data"),
+                      times)
+    warnings.filterwarnings("ignore", category=cifar.DataWarning)  # our own subset files: md5s differ by design
+
+    search_dir = out / "search"
+    search = _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
+        "--data", str(data_dir), "--B", str(args.B), "--F", str(args.F), "--arch-split", str(args.arch_split),
+        "--warmup-epochs", str(args.warmup_epochs), "--epochs", str(args.search_epochs),
+        "--arch-batch-size", str(args.batch_size), "--output", str(search_dir), "--no-tensorboard", *common])), times)
+    search_log = [json.loads(l) for l in (search_dir / "log.jsonl").read_text().splitlines()]
+    genotype_path = search_dir / "genotype_final.json"
+
+    train_dir = out / "train"
+    train = _stage("retrain", lambda: train_cifar.main(train_cifar.get_args_parser().parse_args([
+        "--genotype", str(genotype_path), "--data", str(data_dir), "--epochs", str(args.train_epochs),
+        "--output", str(train_dir), "--no-tensorboard", *common])), times)
+
+    pictures = _stage("visualize", lambda: visualize_cifar.main(visualize_cifar.get_args_parser().parse_args([
+        str(out / "pictures" / "searched"), "--genotype", str(genotype_path),
+        "--checkpoint", str(search_dir / "checkpoint.pth")])), times)
+
+    export = _stage("export", lambda: export_onnx.main(export_onnx.get_args_parser().parse_args([
+        "--genotype", str(genotype_path), "--checkpoint", str(train_dir / "last.pth"),
+        "--output", str(out / "model.onnx")])), times)
+    total = time.perf_counter() - start
+
+    g = genotypes.get(str(genotype_path))
+    rows = [
+        ("data", times["data"], f"{args.train_images} train / {args.test_images} test images"
+                                + (" (synthetic)" if args.synthetic else "")),
+        ("search", times["search"], f"argmax net on the alpha split: {search_log[-1]['valid_argmax_acc']:.1f} % "
+                                    f"(entropy {search_log[-1]['entropy']:.3f})"),
+        ("retrain", times["retrain"], f"test acc {train['final_test_acc']:.1f} % (best {train['best_test_acc']:.1f} %), "
+                                      f"{train['params']:,} params, {train['multiply_adds'] / 1e6:.1f} M mult-adds"),
+        ("visualize", times["visualize"], f"{len(pictures)} files"),
+        ("export", times["export"], f"max |ort - torch| {max(export['max_abs_diff'].values()):.1e}, "
+                                    f"ort latency {export.get('ort_ms', float('nan')):.2f} ms at batch 1"),
+    ]
+    print(f"\n{'stage':<10} {'time':>8}  result")
+    for name, t, text in rows:
+        print(f"{name:<10} {t:>7.0f}s  {text}")
+    print(f"{'total':<10} {total:>7.0f}s")
+    counts = ", ".join(f"{k} {v}" for k, v in g.op_counts().items() if v)
+    print(f"\ngenotype ({counts}): {genotype_path}")
+    print("files:", *[str(p) for p in [search_dir / "checkpoint.pth", train_dir / "results.json",
+                                       out / "model.onnx", *pictures]], sep="\n  ")
+    return {"times": times, "total_s": total, "search": search_log[-1], "train": train, "export": export,
+            "pictures": pictures, "genotype": g}
+
+
+if __name__ == "__main__":
+    run_cli(main, get_args_parser())

@@ -1,0 +1,22 @@
+"""test_run.py --synthetic with tiny sizes: the whole pipeline in seconds."""
+import json
+
+import genotypes
+import test_run
+
+
+def test_pipeline_end_to_end(tmp_path):
+    args = test_run.get_args_parser().parse_args([
+        "--synthetic", "--train-images", "80", "--arch-split", "16", "--test-images", "32",
+        "--warmup-epochs", "1", "--search-epochs", "1", "--train-epochs", "1", "--batch-size", "16",
+        "--output", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+    res = test_run.main(args)
+    run = tmp_path / "run"
+    g = genotypes.get(str(run / "search" / "genotype_final.json"))
+    assert res["genotype"] == g
+    results = json.loads((run / "train" / "results.json").read_text())
+    assert results["params"] == res["train"]["params"] > 0 and results["epochs"] == 1
+    assert (run / "model.onnx").stat().st_size > 0
+    assert max(res["export"]["max_abs_diff"].values()) <= 1e-4
+    assert any(str(p).endswith("_cell.gv") for p in res["pictures"])
+    assert set(res["times"]) == {"data", "search", "retrain", "visualize", "export"}
