@@ -69,13 +69,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum (authors: Nesterov)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (authors: 1e-4)")
     g.add_argument("--decay-bn-bias", action="store_true",
-                   help="weight decay on BN weights and biases too (default: conv/linear weights only)")
+                   help="weight decay on BN weights and biases too (off: conv/linear weights only)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the training loss (0 = off)")
     g = p.add_argument_group("speed")
     g.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
                    help="mixed precision: auto = bf16 on GPUs that support it, fp16 + grad scaler on older ones, off on CPU")
     g.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
-                   help="channels_last memory format: auto = on for CUDA, off on CPU (see bench/train_throughput.py)")
+                   help="channels_last memory format: auto = on for CUDA and CPU (CPU: 1.5-1.8x faster training in "
+                        "bench/train_throughput.py), off elsewhere")
     g.add_argument("--compile", action="store_true", help="torch.compile the network")
     g.add_argument("--sync-bn", action="store_true",
                    help="with torchrun: BatchNorm statistics over the global batch (SyncBatchNorm)")
@@ -222,7 +223,7 @@ def main(args: argparse.Namespace) -> dict:
 def setup_speed(args, device) -> tuple[bool, object]:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
-    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type == "cuda")
+    channels_last = args.channels_last == "on" or (args.channels_last == "auto" and device.type in ("cuda", "cpu"))
     return channels_last, make_amp(device, args.amp)
 
 
