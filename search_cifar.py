@@ -13,6 +13,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -175,20 +176,21 @@ def gradient_arch_step(supernet, x, y, criterion, optimizer, amp, mode: str, wei
 
 
 class Reinforce:
-    """Proxyless-R: sample M architectures, reward on a validation batch, moving-average baseline,
+    """Proxyless-R: sample M architectures, reward each on a validation batch, moving-average baseline,
     grad alpha = -(1/M) sum_m (R_m - b) grad log p(arch_m)."""
 
     def __init__(self, samples: int, decay: float, baseline: float | None = None):
         self.samples, self.decay, self.baseline = samples, decay, baseline
 
-    def step(self, supernet, x, y, criterion, optimizer, amp, latency: LatencyTerm | None):
+    def step(self, supernet, x, y, criterion, optimizer, amp,
+             reward: Callable[[torch.Tensor, torch.Tensor, object], float]):
+        """reward(logits, y, supernet) of the architecture the supernet's last forward ran."""
         rewards, archs, losses, last_logits = [], [], [], None
         with torch.no_grad(), supernet.gate_mode("sample"):
             for _ in range(self.samples):
                 with amp.autocast():
                     logits = supernet(x)
-                acc = float((logits.argmax(1) == y).float().mean())
-                rewards.append(acc if latency is None else latency.reward(acc, supernet))
+                rewards.append(float(reward(logits, y, supernet)))
                 archs.append(supernet.active_indices())
                 losses.append(criterion(logits.float(), y))
                 last_logits = logits
@@ -201,6 +203,14 @@ class Reinforce:
         optimizer.step()
         self.baseline = self.decay * b + (1 - self.decay) * float(r.mean())
         return torch.stack(losses).mean(), last_logits
+
+
+def accuracy_reward(latency: LatencyTerm | None):
+    """Validation-batch accuracy, times (LAT/T)^w when a latency table is given."""
+    def reward(logits, y, supernet) -> float:
+        acc = float((logits.argmax(1) == y).float().mean())
+        return acc if latency is None else latency.reward(acc, supernet)
+    return reward
 
 
 # ------------------------------------------------------------------ main
@@ -237,6 +247,7 @@ def main(args: argparse.Namespace) -> dict:
     criterion = nn.CrossEntropyLoss()
     latency = LatencyTerm(args, supernet) if args.latency_table else None
     reinforce = Reinforce(args.reinforce_samples, args.baseline_decay) if args.algo == "reinforce" else None
+    reward = accuracy_reward(latency)
 
     start_epoch = 0
     if saved is not None:
@@ -276,7 +287,7 @@ def main(args: argparse.Namespace) -> dict:
                 return
             x, y = next(arch_iter)
             if reinforce is not None:
-                loss, logits = reinforce.step(supernet, x, y, criterion, a_opt, arch_amp, latency)
+                loss, logits = reinforce.step(supernet, x, y, criterion, a_opt, arch_amp, reward)
             else:
                 loss, logits = gradient_arch_step(supernet, x, y, criterion, a_opt, arch_amp, args.arch_mode,
                                                   weight_params, latency)

@@ -130,3 +130,21 @@ def test_latency_table_of_another_space_is_refused(synthetic_data, tmp_path):
     _, path = _table(tmp_path)
     with pytest.raises(UserError, match=r"latency table lacks entry .* needed for B=1 F=72 .*built for B=1 F=64"):
         run(synthetic_data, tmp_path / "x", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
+
+
+def test_reinforce_moves_probability_to_the_clearly_better_op():
+    """Toy problem: the reward is the fraction of edges running sep_3x3; REINFORCE must learn it."""
+    torch.manual_seed(0)
+    net = build_supernet(1, 64, ["sep_3x3", "max_pool_3x3", "identity"])
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.1, betas=(0.0, 0.999))
+    algo = search_cifar.Reinforce(samples=4, decay=0.9)
+    good = net.candidates.index("sep_3x3")
+    reward = lambda logits, y, sn: float((sn.active_indices() == good).float().mean())
+    x, y = torch.randn(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)
+    start = net.probs()[:, good].mean().item()
+    net.train()
+    for _ in range(60):
+        algo.step(net, x, y, torch.nn.CrossEntropyLoss(), opt, search_cifar.make_amp(torch.device("cpu"), "off"), reward)
+    end = net.probs()[:, good]
+    assert start == pytest.approx(1 / 3)
+    assert end.mean() > 0.6 and (end > 1 / 3).float().mean() > 0.8
