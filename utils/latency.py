@@ -548,7 +548,7 @@ def reinforce_reward(acc: float, latency_ms: float, target_ms: float, w: float) 
 def get_args_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(description="Latency tables for hardware-aware search.", formatter_class=fmt)
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True, help="build: measure a table; predict: latency of a genotype")
     b = sub.add_parser("build", formatter_class=fmt,
                        help="profile every entry a space needs on this device and write the table")
     b.add_argument("--device", choices=BACKENDS, default="cpu",
