@@ -105,11 +105,11 @@ def weight_forward(model, x: torch.Tensor, y: torch.Tensor, mode: str | None = "
         return F.cross_entropy(model(x), y)
 
 
-def saved_bytes(forward, model: nn.Module, *args, **kwargs) -> int:
-    """Bytes saved for backward by ``forward(model, *args)``; runs the backward too (so the graph
+def saved_bytes(forward, model: nn.Module, x: torch.Tensor, y: torch.Tensor, mode: str | None) -> int:
+    """Bytes saved for backward by ``forward(model, x, y, mode)``; runs the backward too (so the graph
     is complete and freed), and clears the gradients it made."""
     with SavedBytes(exclude=model) as sb:
-        loss = forward(model, *args, **kwargs)
+        loss = forward(model, x, y, mode=mode)
     loss.backward()
     for p in model.parameters():
         p.grad = None
