@@ -175,3 +175,21 @@ def test_shards_uneven_cover_everything():
               for r in range(3)]
     assert [len(l) for l in labels] == [4, 4, 4]
     assert set().union(*map(set, labels)) == set(range(10))
+
+
+def test_download_failure_is_one_clear_error(tmp_path, monkeypatch):
+    """No network when a download is needed: one message naming the folder and how to get the data."""
+    import urllib.error
+
+    import torchvision
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
+    with pytest.raises(DataError) as err:
+        load_cifar10(tmp_path / "d", download=True)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "downloading it failed (URLError" in msg and str(tmp_path / "d") in msg
+    assert "cifar-10-python.tar.gz" in msg
