@@ -223,6 +223,9 @@ def main(args: argparse.Namespace) -> dict:
         ckpt_path = out / "checkpoint.pth" if args.resume == "auto" else Path(args.resume)
         saved = load_checkpoint(ckpt_path)
         check_resume(saved, args, ckpt_path)
+    elif (out / "checkpoint.pth").exists():
+        raise UserError(f"{out} already holds a search (checkpoint.pth): continue it with --resume, "
+                        "or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
 

@@ -85,6 +85,8 @@ def main(args: argparse.Namespace) -> dict:
     if args.arch_split >= args.train_images:
         raise UserError("--arch-split must be smaller than --train-images")
     out = Path(args.output)
+    if (out / "search").exists() or (out / "train").exists():
+        raise UserError(f"{out} already holds a test run: delete it or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     common = ["--device", args.device, "--seed", str(args.seed), "--batch-size", str(args.batch_size),
               "--no-download"] + ([] if args.progress else ["--no-progress"])

@@ -148,3 +148,9 @@ def test_reinforce_moves_probability_to_the_clearly_better_op():
     end = net.probs()[:, good]
     assert start == pytest.approx(1 / 3)
     assert end.mean() > 0.6 and (end > 1 / 3).float().mean() > 0.8
+
+
+def test_a_second_run_into_the_same_folder_is_refused(synthetic_data, tmp_path):
+    run(synthetic_data, tmp_path / "run", "--stop-after", "1")
+    with pytest.raises(UserError, match=r"already holds a search .*--resume"):
+        run(synthetic_data, tmp_path / "run")
