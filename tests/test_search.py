@@ -154,3 +154,19 @@ def test_a_second_run_into_the_same_folder_is_refused(synthetic_data, tmp_path):
     run(synthetic_data, tmp_path / "run", "--stop-after", "1")
     with pytest.raises(UserError, match=r"already holds a search .*--resume"):
         run(synthetic_data, tmp_path / "run")
+
+
+def test_tensorboard_gets_scalars_and_alpha_histograms(synthetic_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    search_cifar.main(search_cifar.get_args_parser().parse_args([
+        "--data", str(synthetic_data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
+        "--warmup-epochs", "0", "--batch-size", "16", "--arch-batch-size", "16", "--arch-every", "2",
+        "--epochs", "1", "--output", str(tmp_path / "run"), "--no-progress"]))
+    acc = EventAccumulator(str(tmp_path / "run" / "tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    for tag in ("train_loss", "valid_acc", "valid_argmax_acc", "entropy", "arch_loss", "alpha_mean_prob/identity"):
+        assert tag in tags["scalars"], tag
+    assert {"alpha/probs", "alpha/logits"} <= set(tags["histograms"])
+    assert [e.step for e in acc.Scalars("entropy")] == [1]
