@@ -11,6 +11,7 @@ written; it is rendered with ``dot`` when Graphviz is installed.
 from __future__ import annotations
 
 import argparse
+import math
 import html
 import re
 import shutil
@@ -254,6 +255,11 @@ def ops_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Digraph
 def alpha_graph(probs: list[list[list[float]]], candidates: list[str], B: int, title: str = "") -> graphviz.Digraph:
     """probs[block][edge][i]: a row per (edge, candidate), a column per block, the colour is the
     probability and ● marks the argmax per (block, edge) (cell TITLE "... (argmax)")."""
+    # colour scale vmin..vmax (the smallest / largest probability, rounded out to 0.1): early in a
+    # search, when every p is near 1/N, a fixed 0..1 scale would paint the whole map one colour
+    flat = [p for blk in probs for e in blk for p in e]
+    vmin = max(0.0, math.floor(min(flat) * 10 + 1e-9) / 10)
+    vmax = min(1.0, max(vmin + 0.1, math.ceil(max(flat) * 10 - 1e-9) / 10))
     rows = [_header_rows(B, 2)]
     for e, name in enumerate(EDGE_NAMES):
         if e:
@@ -265,9 +271,9 @@ def alpha_graph(probs: list[list[list[float]]], candidates: list[str], B: int, t
                 tds = []
                 for k in blocks:
                     p, top = probs[k][e][i], i == best[k]
-                    mark = f'<FONT POINT-SIZE="7" COLOR="{"white" if p > 0.5 else "black"}">●</FONT>' if top else ""
+                    mark = f'<FONT POINT-SIZE="7" COLOR="{"white" if p > (vmin + vmax) / 2 else "black"}">●</FONT>' if top else ""
                     tip = f'block {k} edge {name}: {cand} p={p:.3f}{" (argmax)" if top else ""}'
-                    tds.append(f'<TD BGCOLOR="{_prob_color(p)}" WIDTH="11" HEIGHT="9" FIXEDSIZE="TRUE" '
+                    tds.append(f'<TD BGCOLOR="{_prob_color((p - vmin) / (vmax - vmin))}" WIDTH="11" HEIGHT="9" FIXEDSIZE="TRUE" '
                                f'TITLE="{tip}">{mark}</TD>')
                 cells.append("".join(tds))
             first = (f'<TD ROWSPAN="{len(candidates)}" ALIGN="LEFT"><FONT FACE="Courier" POINT-SIZE="9">{name}'
@@ -276,7 +282,7 @@ def alpha_graph(probs: list[list[list[float]]], candidates: list[str], B: int, t
                              cells))
     ticks = [k / 10 for k in range(11)]
     bar = "".join(f'<TD BGCOLOR="{_prob_color(t)}" WIDTH="22" HEIGHT="12" FIXEDSIZE="TRUE"></TD>' for t in ticks)
-    labels = "".join(f'<TD><FONT POINT-SIZE="8">{t:.1f}</FONT></TD>' for t in ticks)
+    labels = "".join(f'<TD><FONT POINT-SIZE="8">{vmin + t * (vmax - vmin):.2g}</FONT></TD>' for t in ticks)
     legend = (f'<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="1"><TR><TD ROWSPAN="2"><FONT POINT-SIZE="10">'
               f'p(op)  </FONT></TD>{bar}<TD ROWSPAN="2"><FONT POINT-SIZE="10">     ● = argmax (the derived op)'
               f'</FONT></TD></TR><TR>{labels}</TR></TABLE>')
