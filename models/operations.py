@@ -117,36 +117,31 @@ def sample_paths(alphas: torch.Tensor, mode: str) -> tuple[list[tuple[int, ...]]
 
 
 class _BinaryGate(torch.autograd.Function):
-    """Returns the active path's output; in backward adds dL/dalpha of the binary gates.
+    """Returns the active path's output; in backward adds dL/dalpha of the binary gates ("two" mode).
 
-    With g the one-hot gate over the sampled set S, p~ = softmax(alpha_S) and o_j the path outputs:
-        dL/dg_j = <dL/dy, o_j>,   dL/dalpha_i = sum_j dL/dg_j p~_j (delta_ij - p~_i).
-    For |S| = 2 this is dL/dalpha_s0 = -dL/dalpha_s1 = p~_0 p~_1 <dL/dy, o_s0 - o_s1>, so only the
-    difference o_s0 - o_s1 is kept: one extra feature map per edge, whatever N is.
+    With g the one-hot gate over the sampled pair S, p~ = softmax(alpha_S) and o_j the path outputs:
+        dL/dg_j = <dL/dy, o_j>,   dL/dalpha_i = sum_j dL/dg_j p~_j (delta_ij - p~_i),
+    which for a pair is dL/dalpha_s0 = -dL/dalpha_s1 = p~_0 p~_1 <dL/dy, o_s0 - o_s1>: only the
+    difference o_s0 - o_s1 is kept, one extra feature map per edge whatever N is.
     """
 
     @staticmethod
-    def forward(ctx, alpha, active_out, index, *kept):
-        ctx.save_for_backward(alpha, index, *kept)
+    def forward(ctx, alpha, active_out, pair, diff):
+        ctx.save_for_backward(alpha, pair, diff)
         return active_out.view_as(active_out)
 
     @staticmethod
     def backward(ctx, grad_y):
-        alpha, index, *kept = ctx.saved_tensors
+        alpha, pair, diff = ctx.saved_tensors
         # accumulate in at least float32 (half-precision activations under AMP), in float64 for a
         # float64 model
         acc = torch.promote_types(alpha.dtype, torch.float32)
-        p = torch.softmax(alpha.detach()[index].to(acc), dim=0)
-        g32 = grad_y.to(acc)
+        p = torch.softmax(alpha.detach()[pair].to(acc), dim=0)
+        d = p[0] * p[1] * (grad_y.to(acc) * diff.to(acc)).sum()
         grad_alpha = torch.zeros_like(alpha, dtype=acc)
-        if len(kept) == 1 and index.numel() == 2:  # pairwise form, kept = [o_s0 - o_s1]
-            d = p[0] * p[1] * (g32 * kept[0].to(acc)).sum()
-            grad_alpha[index[0]] = d
-            grad_alpha[index[1]] = -d
-        else:
-            g = torch.stack([(g32 * o.to(acc)).sum() for o in kept])
-            grad_alpha[index] = p * (g - (g * p).sum())
-        return (grad_alpha.to(alpha.dtype), grad_y, None) + (None,) * len(kept)
+        grad_alpha[pair[0]] = d
+        grad_alpha[pair[1]] = -d
+        return grad_alpha.to(alpha.dtype), grad_y, None, None
 
 
 class MixedOp(nn.Module):
@@ -197,6 +192,7 @@ class MixedOp(nn.Module):
         d["sampled"], d["active"], d["_index"], d["_assigned"] = tuple(sampled), int(active), index, True
         if self.mode == "two" and track_rescale:
             d["alpha_before"] = self.alpha.detach()[list(d["sampled"])].clone()
+
     def resample(self) -> None:
         sampled, active = sample_paths(self.alpha[None], self.mode)
         self.set_paths(sampled[0], active[0])
@@ -215,18 +211,14 @@ class MixedOp(nn.Module):
         if mode == "full":
             return self._full(x)
         active_out = self.ops[self.active](x)
-        if mode in ("uniform", "sample"):
-            return active_out  # alpha gets no gradient: REINFORCE or warm-up
-        others = [j for j in self.sampled if j != self.active]
-        with torch.no_grad():  # needed only for the gate gradient: no graph kept
-            outs = {j: self.ops[j](x) for j in others}
-            outs[self.active] = active_out.detach()
-            if len(self.sampled) == 2:
-                kept = [outs[self.sampled[0]] - outs[self.sampled[1]]]
-            else:
-                kept = [outs[j] for j in self.sampled]
-        index = self._index if self._index is not None else torch.tensor(self.sampled, device=self.alpha.device)
-        return _BinaryGate.apply(self.alpha, active_out, index, *kept)
+        if mode in ("uniform", "sample") or len(self.sampled) < 2:
+            return active_out  # alpha gets no gradient: REINFORCE, warm-up, or a single candidate
+        other = self.sampled[1] if self.sampled[0] == self.active else self.sampled[0]
+        with torch.no_grad():  # the other path is needed only for the gate gradient: no graph kept
+            o_other = self.ops[other](x)
+            diff = active_out.detach() - o_other if self.sampled[0] == self.active else o_other - active_out.detach()
+        pair = self._index if self._index is not None else torch.tensor(self.sampled, device=self.alpha.device)
+        return _BinaryGate.apply(self.alpha, active_out, pair, diff)
 
     def _full(self, x: torch.Tensor) -> torch.Tensor:
         """All N paths run with autograd and stay in the graph (memory grows with N, as in the
