@@ -53,6 +53,9 @@ class Genotype:
     def num_blocks(self) -> int:
         return len(self.ops)
 
+    def ops_used(self) -> set[str]:
+        return {op for block in self.ops for op in block}
+
     def op_counts(self) -> dict[str, int]:
         counts = {name: 0 for name in PRIMITIVES}
         for block in self.ops:

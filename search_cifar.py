@@ -24,8 +24,8 @@ from models import PRIMITIVES, build_supernet, check_candidates, count_parameter
 from utils import data as cifar
 from utils.errors import UserError, run_cli
 from utils.train import Meter, backward_step, cosine_lr, evaluate, frozen, make_amp, param_groups, train_one_epoch
-from utils.utils import (JsonlLogger, get_rng_state, load_checkpoint, resolve_device, save_checkpoint, save_json,
-                         seed_everything, set_rng_state, tensorboard_writer, truncate_jsonl)
+from utils.utils import (JsonlLogger, changed_flags, get_rng_state, load_checkpoint, resolve_device,
+                         save_checkpoint, save_json, seed_everything, set_rng_state, tensorboard_writer, truncate_jsonl)
 
 # Flags that do not change what a run computes: they may differ between a run and its resume.
 RUN_ONLY_FLAGS = {"output", "resume", "device", "progress", "tensorboard", "stop_after", "data", "download"}
@@ -128,11 +128,9 @@ def check_resume(saved: dict, args: argparse.Namespace, path: Path) -> None:
     if (old["B"], old["F"], list(old["candidates"])) != (args.B, args.F, args.candidates):
         raise UserError(f"checkpoint {path} is for B={old['B']} F={old['F']} candidates={' '.join(old['candidates'])}; "
                         f"this run asks for B={args.B} F={args.F} candidates={' '.join(args.candidates)}")
-    now = vars(args)
-    differ = [k for k in sorted(set(old) | set(now)) if k not in RUN_ONLY_FLAGS and old.get(k) != now.get(k)]
+    differ = changed_flags(old, vars(args), RUN_ONLY_FLAGS)
     if differ:
-        raise UserError(f"checkpoint {path} was made with other settings: " +
-                        ", ".join(f"--{k.replace('_', '-')} {old.get(k)} (now {now.get(k)})" for k in differ))
+        raise UserError(f"checkpoint {path} was made with other settings: " + ", ".join(differ))
 
 
 # ------------------------------------------------------------------ architecture steps

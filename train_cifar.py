@@ -26,8 +26,8 @@ from utils import data as cifar
 from utils import distributed as ddp
 from utils.errors import UserError, run_cli
 from utils.train import cosine_lr, evaluate, make_amp, param_groups, train_one_epoch
-from utils.utils import (JsonlLogger, get_rng_state, load_checkpoint, resolve_device, save_checkpoint, save_json,
-                         seed_everything, set_rng_state, tensorboard_writer, truncate_jsonl)
+from utils.utils import (JsonlLogger, changed_flags, get_rng_state, load_checkpoint, resolve_device,
+                         save_checkpoint, save_json, seed_everything, set_rng_state, tensorboard_writer, truncate_jsonl)
 
 DEFAULT_GENOTYPE = "proxyless_cifar"
 # Flags that change how fast or where a run goes, not what it computes: a resume may change them.
@@ -119,14 +119,11 @@ def check_args(args: argparse.Namespace) -> None:
 def check_resume(saved: dict, args: argparse.Namespace, genotype: genotypes.Genotype, path: Path) -> None:
     if saved.get("kind") != "train":
         raise UserError(f"{path} is not a train checkpoint (kind={saved.get('kind')!r})")
-    old, now = saved["args"], vars(args)
-    differ = [k for k in sorted(set(old) | set(now)) if k not in RUN_ONLY_FLAGS and old.get(k) != now.get(k)]
+    differ = changed_flags(saved["args"], vars(args), RUN_ONLY_FLAGS)
     if genotypes.Genotype.from_dict(saved["genotype"]) != genotype:
-        differ.insert(0, "genotype")
+        differ.insert(0, "--genotype (a different network)")
     if differ:
-        raise UserError(f"checkpoint {path} was made with other settings: " + ", ".join(
-            "--genotype (a different network)" if k == "genotype" else
-            f"--{k.replace('_', '-')} {old.get(k)} (now {now.get(k)})" for k in differ))
+        raise UserError(f"checkpoint {path} was made with other settings: " + ", ".join(differ))
 
 
 def checkpoint_genotype(saved: dict, requested: str | None, path: Path) -> genotypes.Genotype:
@@ -157,7 +154,7 @@ def init_from_search(net: nn.Module, genotype: genotypes.Genotype, path: str) ->
     if (a["B"], a["F"]) != (genotype.B, genotype.F):
         raise UserError(f"--init-from {path}: the supernet has B={a['B']} F={a['F']} but the genotype being "
                         f"trained has B={genotype.B} F={genotype.F}")
-    missing = sorted({op for block in genotype.ops for op in block} - set(a["candidates"]))
+    missing = sorted(genotype.ops_used() - set(a["candidates"]))
     if missing:
         raise UserError(f"--init-from {path}: the genotype uses op(s) {', '.join(missing)} that the supernet "
                         f"lacks (its candidates: {', '.join(a['candidates'])})")

@@ -189,7 +189,7 @@ class SuperNet(TreeNet):
     def _check_genotype(self, genotype: "genotypes.Genotype") -> None:
         if (genotype.B, genotype.F) != (self.B, self.F):
             raise ValueError(f"genotype has B={genotype.B} F={genotype.F}, supernet has B={self.B} F={self.F}")
-        missing = sorted({op for block in genotype.ops for op in block} - set(self.candidates))
+        missing = sorted(genotype.ops_used() - set(self.candidates))
         if missing:
             raise ValueError(f"genotype uses op(s) {', '.join(missing)} that this supernet does not hold")
 

@@ -110,6 +110,13 @@ def truncate_jsonl(path: str | os.PathLike, key: str, last: int) -> None:
     path.write_text("".join(ln + "\n" for ln in keep))
 
 
+def changed_flags(old: dict[str, Any], now: dict[str, Any], ignore: set[str]) -> list[str]:
+    """'--flag OLD (now NEW)' for every flag outside ``ignore`` that differs between a checkpoint's
+    run and this one (what resume refuses: the run would not continue as it started)."""
+    keys = [k for k in sorted(set(old) | set(now)) if k not in ignore and old.get(k) != now.get(k)]
+    return [f"--{k.replace('_', '-')} {old.get(k)} (now {now.get(k)})" for k in keys]
+
+
 def save_json(obj: Any, path: str | os.PathLike) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
