@@ -24,7 +24,7 @@ import genotypes
 from models import DerivedNet, build_net, count_parameters
 from models.space import EDGE_NAMES, IMAGE_SIZE
 from utils.errors import UserError, run_cli
-from utils.utils import load_checkpoint, seed_everything
+from utils.utils import load_checkpoint, load_fitting, seed_everything
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, in a bare state_dict
@@ -62,23 +62,6 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], genotypes.Genot
     return state, stored
 
 
-def check_fits(model: nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """UserError naming the first mismatched keys when ``state`` is not exactly ``model``'s weights."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    shapes = [f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})" for k, v in expected.items()
-              if k in state and state[k].shape != v.shape]
-    problems = []
-    for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
-        if keys:
-            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-            problems.append(f"{what}: {', '.join(keys[:3])}{more}")
-    if problems:
-        raise UserError(f"{where} does not fit the genotype's network ({'; '.join(problems)}); "
-                        f"pass the --genotype it was trained with")
-
-
 @torch.no_grad()
 def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> None:
     """Give a randomly initialised network BN statistics measured on random inputs.  With the default
@@ -111,8 +94,7 @@ def load_network(genotype_arg: str | None, checkpoint: str | None) -> DerivedNet
     if state is None:
         calibrate_bn(model)
     else:
-        check_fits(model, state, f"--checkpoint {checkpoint}")
-        model.load_state_dict(state)
+        load_fitting(model, state, f"--checkpoint {checkpoint}", hint="pass the --genotype it was trained with")
     return model.eval()
 
 

@@ -9,7 +9,6 @@ Warm-up trains the supernet's weights with uniformly sampled paths; then weight 
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,6 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-import genotypes
 from models import PRIMITIVES, build_supernet, check_candidates, count_parameters
 from utils import data as cifar
 from utils.errors import UserError, run_cli

@@ -98,7 +98,7 @@ def main(args: argparse.Namespace) -> dict:
     warnings.filterwarnings("ignore", category=cifar.DataWarning)  # our own subset files: md5s differ by design
 
     search_dir = out / "search"
-    search = _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
+    _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
         "--data", str(data_dir), "--B", str(args.B), "--F", str(args.F), "--arch-split", str(args.arch_split),
         "--warmup-epochs", str(args.warmup_epochs), "--epochs", str(args.search_epochs),
         "--arch-batch-size", str(args.batch_size), "--output", str(search_dir), "--no-tensorboard", *common])), times)

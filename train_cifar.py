@@ -26,8 +26,9 @@ from utils import data as cifar
 from utils import distributed as ddp
 from utils.errors import UserError, run_cli
 from utils.train import cosine_lr, evaluate, make_amp, param_groups, train_one_epoch
-from utils.utils import (JsonlLogger, changed_flags, get_rng_state, load_checkpoint, resolve_device,
-                         save_checkpoint, save_json, seed_everything, set_rng_state, tensorboard_writer, truncate_jsonl)
+from utils.utils import (JsonlLogger, changed_flags, get_rng_state, load_checkpoint, load_fitting, resolve_device,
+                         save_checkpoint, save_json, seed_everything, set_rng_state, tensorboard_writer,
+                         truncate_jsonl)
 
 DEFAULT_GENOTYPE = "proxyless_cifar"
 # Flags that change how fast or where a run goes, not what it computes: a resume may change them.
@@ -137,14 +138,6 @@ def checkpoint_genotype(saved: dict, requested: str | None, path: Path) -> genot
     return g
 
 
-def load_weights(net: nn.Module, state: dict, what: str) -> None:
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[:3]
-        raise UserError(f"{what} does not fit the network: {' '.join(first)}") from None
-
-
 def init_from_search(net: nn.Module, genotype: genotypes.Genotype, path: str) -> None:
     """Copy the supernet weights of the ops the genotype chose (and all fixed layers) into ``net``."""
     saved = load_checkpoint(path)
@@ -160,8 +153,8 @@ def init_from_search(net: nn.Module, genotype: genotypes.Genotype, path: str) ->
                         f"lacks (its candidates: {', '.join(a['candidates'])})")
     with torch.random.fork_rng(devices=[]):  # building the supernet must not move the run's RNG
         supernet = build_supernet(a["B"], a["F"], a["candidates"])
-    load_weights(supernet, saved["model"], f"--init-from {path}")
-    load_weights(net, supernet.derived_state_dict(genotype), f"--init-from {path}")
+    load_fitting(supernet, saved["model"], f"--init-from {path}")
+    load_fitting(net, supernet.derived_state_dict(genotype), f"--init-from {path}")
 
 
 def multiply_adds(genotype: genotypes.Genotype) -> int:
@@ -242,7 +235,7 @@ def eval_only(args, device, info: ddp.DistInfo) -> dict:
     genotype = checkpoint_genotype(saved, args.genotype, path)
     channels_last, amp = setup_speed(args, device)
     net = build_net(genotype)
-    load_weights(net, saved["model"], f"checkpoint {path}")
+    load_fitting(net, saved["model"], f"checkpoint {path}")
     net = net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     model = torch.compile(net) if args.compile else net
     _, test_set = load_data(args, info)
@@ -294,7 +287,7 @@ def train(args, device, info: ddp.DistInfo) -> dict:
                                 momentum=args.momentum, nesterov=args.nesterov and args.momentum > 0)
     start_epoch, best_acc, best_epoch, wall = 0, 0.0, 0, 0.0
     if saved is not None:
-        load_weights(net, saved["model"], f"checkpoint {ckpt_path}")
+        load_fitting(net, saved["model"], f"checkpoint {ckpt_path}")
         optimizer.load_state_dict(saved["optimizer"])
         if amp.scaler is not None and saved.get("scaler"):
             amp.scaler.load_state_dict(saved["scaler"])

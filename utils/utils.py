@@ -71,6 +71,23 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
         raise UserError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
 
 
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str, hint: str = "") -> None:
+    """load_state_dict, or a UserError naming the first few missing, unexpected and wrong-shape keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            problems.append(f"{what}: {', '.join(keys[:3])}{more}")
+    if problems:
+        raise UserError(f"{where} does not fit the network ({'; '.join(problems)})" + (f"; {hint}" if hint else ""))
+    model.load_state_dict(state)
+
+
 class AverageMeter:
     def __init__(self):
         self.sum, self.count = 0.0, 0
