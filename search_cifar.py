@@ -352,12 +352,12 @@ def log_epoch(record: dict, genotype, supernet, logger: JsonlLogger, writer) -> 
     for k, v in record.items():
         if isinstance(v, float):
             writer.add_scalar(k, v, step)
-    probs = supernet.probs()
+    probs, counts = supernet.probs(), genotype.op_counts()
     writer.add_histogram("alpha/probs", probs, step)
     writer.add_histogram("alpha/logits", supernet.alphas().float(), step)
     for i, name in enumerate(supernet.candidates):
         writer.add_scalar(f"alpha_mean_prob/{name}", float(probs[:, i].mean()), step)
-        writer.add_scalar(f"argmax_count/{name}", genotype.op_counts()[name], step)
+        writer.add_scalar(f"argmax_count/{name}", counts[name], step)
     writer.flush()
 
 
