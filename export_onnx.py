@@ -24,7 +24,8 @@ import genotypes
 from models import DerivedNet, build_net, count_parameters
 from models.space import EDGE_NAMES, IMAGE_SIZE
 from utils.errors import UserError, run_cli
-from utils.utils import load_checkpoint, load_fitting, seed_everything
+from utils.checkpoint import load_checkpoint, load_fitting
+from utils.device import seed_everything
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, in a bare state_dict

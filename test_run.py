@@ -27,6 +27,7 @@ import train_cifar
 import visualize_cifar
 from utils import data as cifar
 from utils.errors import UserError, run_cli
+from utils.run import refuse_existing_run
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -85,8 +86,7 @@ def main(args: argparse.Namespace) -> dict:
     if args.arch_split >= args.train_images:
         raise UserError("--arch-split must be smaller than --train-images")
     out = Path(args.output)
-    if (out / "search").exists() or (out / "train").exists():
-        raise UserError(f"{out} already holds a test run: delete it or choose another --output")
+    refuse_existing_run(out, ("search", "train"), "test run", "delete it or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     common = ["--device", args.device, "--seed", str(args.seed), "--batch-size", str(args.batch_size),
               "--no-download"] + ([] if args.progress else ["--no-progress"])

@@ -21,10 +21,10 @@ import graphviz
 import torch
 
 import genotypes
-from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, NUM_STAGES, OP_FAMILY,
-                          PRIMITIVES, STEM_CHANNELS, block_plan)
+from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, NUM_STAGES, OP_CODES,
+                          OP_FAMILY, PRIMITIVES, STEM_CHANNELS, block_plan)
 from utils.errors import UserError, run_cli
-from utils.utils import load_checkpoint
+from utils.checkpoint import load_checkpoint
 
 INSTALL_HINT = ("install Graphviz to render the pictures: apt-get install graphviz (Debian/Ubuntu), "
                 "brew install graphviz (macOS), conda install -c conda-forge graphviz (conda); "
@@ -33,8 +33,6 @@ FONT = "Helvetica"
 
 OP_LABEL = {"sep_3x3": "sep 3×3", "sep_5x5": "sep 5×5", "sep_7x7": "sep 7×7", "dil_sep_3x3": "dil sep 3×3",
             "avg_pool_3x3": "avg pool 3×3", "max_pool_3x3": "max pool 3×3", "identity": "identity"}
-OP_CODE = {"sep_3x3": "s3", "sep_5x5": "s5", "sep_7x7": "s7", "dil_sep_3x3": "d3",
-           "avg_pool_3x3": "ap", "max_pool_3x3": "mp", "identity": "id"}
 # Colour-blind-safe hues (Okabe-Ito) per family; the op heat map uses shades of the family hue.
 FAMILY_COLOR = {"sep_conv": "#0072B2", "dil_conv": "#D55E00", "pool": "#009E73", "skip": "#7F7F7F"}
 OP_COLOR = {"sep_3x3": "#C6DBEF", "sep_5x5": "#6BAED6", "sep_7x7": "#08519C", "dil_sep_3x3": "#E6803C",
@@ -42,7 +40,7 @@ OP_COLOR = {"sep_3x3": "#C6DBEF", "sep_5x5": "#6BAED6", "sep_7x7": "#08519C", "d
 DARK_OPS = {"sep_7x7", "max_pool_3x3"}  # white text on these
 # ColorBrewer "Blues" (9 classes): probability 0 -> white, 1 -> dark blue.
 PROB_SCALE = ["#F7FBFF", "#DEEBF7", "#C6DBEF", "#9ECAE1", "#6BAED6", "#4292C6", "#2171B5", "#08519C", "#08306B"]
-assert set(OP_LABEL) == set(OP_CODE) == set(OP_COLOR) == set(PRIMITIVES) == set(OP_FAMILY)
+assert set(OP_LABEL) == set(OP_CODES) == set(OP_COLOR) == set(PRIMITIVES) == set(OP_FAMILY)
 
 
 # ------------------------------------------------------------------ helpers
@@ -231,7 +229,7 @@ def _swatch(op: str, title: str = "") -> str:
     ink = "white" if op in DARK_OPS else "black"
     tip = f' TITLE="{_esc(title)}"' if title else ""
     return (f'<TD BGCOLOR="{OP_COLOR[op]}" WIDTH="15" HEIGHT="15" FIXEDSIZE="TRUE"{tip}>'
-            f'<FONT POINT-SIZE="7" COLOR="{ink}">{OP_CODE[op]}</FONT></TD>')
+            f'<FONT POINT-SIZE="7" COLOR="{ink}">{OP_CODES[op]}</FONT></TD>')
 
 
 def ops_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Digraph:

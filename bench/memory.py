@@ -6,7 +6,7 @@
 Claims checked (DESIGN.md): an architecture step in "two" mode saves the same memory whether the
 edges hold 7 or 2 candidates (target <= 1.05), and at most 2.2x a training step of the derived
 network; a weight step saves what the derived network's step saves.  "full" mode (all N paths'
-outputs kept) is printed for contrast: it grows with N.  See utils/profiling.py for how bytes are
+outputs kept) is printed for contrast: it grows with N.  See bench/profiling.py for how bytes are
 counted (unique storages, model parameters and buffers excluded).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 
 from bench._common import base_parser, check_args, print_figures
 from utils.errors import run_cli
-from utils.profiling import memory_figures, memory_ratios
+from bench.profiling import memory_figures, memory_ratios
 
 TARGETS = {"mem_two_7_over_2": 1.05, "mem_arch_over_derived": 2.2, "mem_weight_step_over_derived": 1.05}
 

@@ -3,7 +3,7 @@
     python bench/step_cost.py                  # B=2 F=128 batch 32, 2 threads
     python bench/step_cost.py --profile        # also: where the supernet's extra time goes
 
-Same ops, same batch: the supernet's alphas are pinned (utils.profiling.pin_alphas) so that its own
+Same ops, same batch: the supernet's alphas are pinned (bench/profiling.py: pin_alphas) so that its own
 sampling draws the ops of a random genotype g; the derived network is build_net(g) with the same
 weights.  The three steps run alternately (order rotated each repeat) and the medians are compared:
   * weight step: gate mode "sample", utils.train.weight_step (SGD Nesterov + weight decay); it
@@ -30,7 +30,7 @@ from bench._common import base_parser, check_args, print_figures
 from models import build_net, build_supernet
 from utils import train as train_utils
 from utils.errors import run_cli
-from utils.profiling import genotype_ops, pin_alphas, random_genotype
+from bench.profiling import genotype_ops, pin_alphas, random_genotype
 
 TARGETS = {"weight_step_over_derived": 1.15, "arch_step_over_derived": 2.5}
 

@@ -26,7 +26,7 @@ from models import build_net  # noqa: E402
 from utils import data as cifar  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.train import make_amp, param_groups, weight_step  # noqa: E402
-from utils.utils import resolve_device  # noqa: E402
+from utils.device import resolve_device  # noqa: E402
 
 
 def get_args_parser() -> argparse.ArgumentParser:

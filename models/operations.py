@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .space import PRIMITIVES
+from .space import PRIMITIVES, SpaceError
 
 
 # ---------------------------------------------------------------- candidate ops
@@ -50,11 +50,11 @@ def check_candidates(names: Sequence[str]) -> tuple[str, ...]:
     names = tuple(names)
     unknown = [n for n in names if n not in OPS]
     if unknown:
-        raise ValueError(f"unknown candidate op(s) {', '.join(unknown)}; valid ops: {', '.join(PRIMITIVES)}")
+        raise SpaceError(f"unknown candidate op(s) {', '.join(unknown)}; valid ops: {', '.join(PRIMITIVES)}")
     if len(set(names)) != len(names):
-        raise ValueError(f"candidate list has duplicates: {', '.join(names)}")
+        raise SpaceError(f"candidate list has duplicates: {', '.join(names)}")
     if not names:
-        raise ValueError("the candidate list is empty")
+        raise SpaceError("the candidate list is empty")
     return names
 
 
@@ -150,7 +150,8 @@ class MixedOp(nn.Module):
     The gate mode (see GATE_MODES) is module state set by ``SuperNet.gate_mode`` (a context
     manager that restores the previous mode) or ``set_mode``.  Stochastic modes sample their
     paths at each forward unless ``set_paths`` assigned them just before (the supernet does that
-    for all edges at once, with one read of all alphas).
+    for all edges at once, with one read of all alphas).  The "two"-mode rescale after an
+    architecture step is the supernet's (``SuperNet.rescale_sampled``, batched over all edges).
     """
 
     def __init__(self, channels: int, candidates: Sequence[str] = PRIMITIVES, stride: int = 1):
@@ -162,7 +163,6 @@ class MixedOp(nn.Module):
         self.fixed_index: int | None = None
         self.sampled: tuple[int, ...] | None = None  # paths of the last forward
         self.active: int | None = None
-        self.alpha_before: torch.Tensor | None = None  # alpha[sampled] when sampled ("two" rescale)
         self._assigned = False
         self._index: torch.Tensor | None = None
 
@@ -182,16 +182,12 @@ class MixedOp(nn.Module):
             raise ValueError(f"unknown gate mode {mode!r}; valid: {', '.join(GATE_MODES)}")
         self.mode = mode
 
-    def set_paths(self, sampled: Sequence[int], active: int, index: torch.Tensor | None = None,
-                  track_rescale: bool = True) -> None:
+    def set_paths(self, sampled: Sequence[int], active: int, index: torch.Tensor | None = None) -> None:
         """Assign the paths of the next forward.  index: ``sampled`` as a tensor on alpha's device
-        (the supernet passes views of one tensor, saving a host->device copy per edge).
-        track_rescale=False when the caller keeps the pre-step alphas itself (SuperNet)."""
+        (the supernet passes views of one tensor, saving a host->device copy per edge)."""
         # plain __dict__ writes: nn.Module.__setattr__ costs ~1 us per attribute, times 648 edges a step
         d = self.__dict__
         d["sampled"], d["active"], d["_index"], d["_assigned"] = tuple(sampled), int(active), index, True
-        if self.mode == "two" and track_rescale:
-            d["alpha_before"] = self.alpha.detach()[list(d["sampled"])].clone()
 
     def resample(self) -> None:
         sampled, active = sample_paths(self.alpha[None], self.mode)
@@ -231,18 +227,6 @@ class MixedOp(nn.Module):
             term = gate[j] * op(x)
             out = term if out is None else out + term
         return out
-
-    @torch.no_grad()
-    def rescale_sampled(self) -> None:
-        """After an arch step in "two" mode: shift the updated alphas by a common offset so their
-        logsumexp is as before; the probabilities of paths that were not sampled stay the same."""
-        if self.alpha_before is None or self.sampled is None:
-            return
-        idx = list(self.sampled)
-        new = self.alpha[idx]
-        offset = torch.logsumexp(new, 0) - torch.logsumexp(self.alpha_before, 0)
-        self.alpha[idx] = new - offset
-        self.alpha_before = None
 
     def extra_repr(self) -> str:
         return f"candidates={list(self.candidates)}, mode={self.mode}"

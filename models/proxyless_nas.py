@@ -7,11 +7,10 @@ from typing import Callable, Iterator, Sequence
 import torch
 import torch.nn as nn
 
-# module import, not `from`: genotypes imports models.space, which runs this package's __init__
-import genotypes
 from .cells import ResidualTreeBlock
+from .genotype import Genotype
 from .operations import OPS, STOCHASTIC_MODES, MixedOp, check_candidates, sample_paths
-from .space import EDGES_PER_CELL, NUM_CLASSES, PRIMITIVES, STEM_CHANNELS, block_plan, check_macro
+from .space import EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, PRIMITIVES, STEM_CHANNELS, SpaceError, block_plan, check_macro
 
 BlockEdgeFactory = Callable[[int, int, int], nn.Module]  # (block, edge, channels) -> module
 
@@ -63,7 +62,7 @@ class TreeNet(nn.Module):
 class DerivedNet(TreeNet):
     """Every searchable edge is one op, taken from a Genotype."""
 
-    def __init__(self, genotype: "genotypes.Genotype", num_classes: int = NUM_CLASSES, path_drop: float = 0.0,
+    def __init__(self, genotype: Genotype, num_classes: int = NUM_CLASSES, path_drop: float = 0.0,
                  cell_drop: float = 0.0):
         self.genotype = genotype
         super().__init__(genotype.B, genotype.F, lambda b, e, c: OPS[genotype.ops[b][e]](c, 1),
@@ -128,7 +127,7 @@ class SuperNet(TreeNet):
             index = pairs.unbind(0)
             self._before = (pairs, alphas.gather(1, pairs)) if mode == "two" else None
         for m, s, a, i in zip(self._mixed, sampled, active, index):
-            m.set_paths(s, a, index=i, track_rescale=False)
+            m.set_paths(s, a, index=i)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._mixed[0].mode in STOCHASTIC_MODES:
@@ -138,7 +137,7 @@ class SuperNet(TreeNet):
     @torch.no_grad()
     def rescale_sampled(self) -> None:
         """After an arch step in "two" mode: per edge, shift the two updated alphas by a common offset
-        so their logsumexp is as before the step (MixedOp.rescale_sampled, batched over edges)."""
+        so their logsumexp is as before the step: the probabilities of the unsampled paths stay the same."""
         if self._before is None:
             return
         pairs, old = self._before
@@ -165,34 +164,34 @@ class SuperNet(TreeNet):
         out = picked.sum(0)
         return out[0] if idx.ndim == 1 else out
 
-    def active_genotype(self) -> "genotypes.Genotype":
+    def active_genotype(self) -> Genotype:
         """The architecture that the last forward ran (one op per edge)."""
         return self._genotype([m.active for m in self._mixed])
 
-    def fix(self, genotype: "genotypes.Genotype") -> None:
+    def fix(self, genotype: Genotype) -> None:
         """Point every MixedOp's fixed path at the genotype's op (use with gate_mode('fixed'))."""
         self._check_genotype(genotype)
         for k, m in enumerate(self._mixed):
             m.fixed_index = m.candidates.index(genotype.ops[k // EDGES_PER_CELL][k % EDGES_PER_CELL])
 
     # ---- derived architecture
-    def derive(self) -> "genotypes.Genotype":
+    def derive(self) -> Genotype:
         """The argmax architecture."""
         return self._genotype([m.argmax() for m in self._mixed])
 
-    def _genotype(self, indices: list[int]) -> "genotypes.Genotype":
+    def _genotype(self, indices: list[int]) -> Genotype:
         names = [self.candidates[i] for i in indices]
         ops = [names[b * EDGES_PER_CELL:(b + 1) * EDGES_PER_CELL] for b in range(len(self.plan))]
-        return genotypes.Genotype(self.B, self.F, ops)
+        return Genotype(self.B, self.F, ops)
 
-    def _check_genotype(self, genotype: "genotypes.Genotype") -> None:
+    def _check_genotype(self, genotype: Genotype) -> None:
         if (genotype.B, genotype.F) != (self.B, self.F):
-            raise ValueError(f"genotype has B={genotype.B} F={genotype.F}, supernet has B={self.B} F={self.F}")
+            raise SpaceError(f"genotype has B={genotype.B} F={genotype.F}, supernet has B={self.B} F={self.F}")
         missing = sorted(genotype.ops_used() - set(self.candidates))
         if missing:
-            raise ValueError(f"genotype uses op(s) {', '.join(missing)} that this supernet does not hold")
+            raise SpaceError(f"genotype uses op(s) {', '.join(missing)} that this supernet does not hold")
 
-    def derived_state_dict(self, genotype: "genotypes.Genotype") -> dict[str, torch.Tensor]:
+    def derived_state_dict(self, genotype: Genotype) -> dict[str, torch.Tensor]:
         """Weights for ``DerivedNet(genotype)``: every edge takes the weights of its chosen op."""
         self._check_genotype(genotype)
         out = {}
@@ -211,7 +210,7 @@ class SuperNet(TreeNet):
         return out
 
 
-def build_net(genotype: "genotypes.Genotype", num_classes: int = NUM_CLASSES, path_drop: float = 0.0,
+def build_net(genotype: Genotype, num_classes: int = NUM_CLASSES, path_drop: float = 0.0,
               cell_drop: float = 0.0) -> DerivedNet:
     return DerivedNet(genotype, num_classes, path_drop, cell_drop)
 
@@ -223,3 +222,15 @@ def build_supernet(B: int = 18, F: int = 400, candidates: Sequence[str] = PRIMIT
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def multiply_adds(genotype: Genotype, image_size: int = IMAGE_SIZE) -> int:
+    """Multiply-adds of one image through the derived network, counted by torch's FLOP counter
+    (2 FLOPs per multiply-add; it counts convolutions and matmuls, not BN, pooling or additions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.random.fork_rng(devices=[]):  # building the network must not move the caller's RNG
+        net = build_net(genotype).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(torch.zeros(1, 3, image_size, image_size))
+    return counter.get_total_flops() // 2

@@ -14,6 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+
+class SpaceError(ValueError):
+    """A description this space cannot build: bad B/F, an unknown or repeated op, a malformed genotype.
+    The entry scripts report it as one ``error:`` line (utils.errors.run_cli)."""
+
 # Candidate operations on a searchable edge, in the order the supernet holds them.
 PRIMITIVES: tuple[str, ...] = (
     "sep_3x3",
@@ -24,6 +29,17 @@ PRIMITIVES: tuple[str, ...] = (
     "max_pool_3x3",
     "identity",
 )
+
+# Two-letter codes (genotype tables in genotypes.py, the op heat map of visualize_cifar.py).
+OP_CODES = {
+    "sep_3x3": "s3",
+    "sep_5x5": "s5",
+    "sep_7x7": "s7",
+    "dil_sep_3x3": "d3",
+    "avg_pool_3x3": "ap",
+    "max_pool_3x3": "mp",
+    "identity": "id",
+}
 
 # Per op family: used by the visualizer for colors and by the latency table for grouping.
 OP_FAMILY = {
@@ -112,14 +128,14 @@ def block_widths(B: int, F: int) -> list[int]:
 
 def check_macro(B: int, F: int) -> None:
     if not isinstance(B, int) or B < 1:
-        raise ValueError(f"B (blocks per stage) must be an integer >= 1, got {B!r}")
+        raise SpaceError(f"B (blocks per stage) must be an integer >= 1, got {B!r}")
     # F = 4 * (last bottleneck width), and widths are even: F must be a multiple of 8 or the last
     # block would not output F channels (the head's BN(F) would fail on a shape mismatch).
     # F >= 64 keeps widths from shrinking below the stem's 16 channels (F/4 >= 16).
     if not isinstance(F, int) or F % 8 or F < 4 * STEM_CHANNELS:
-        raise ValueError(f"F (final width) must be a multiple of 8 >= {4 * STEM_CHANNELS}, got {F!r}")
+        raise SpaceError(f"F (final width) must be a multiple of 8 >= {4 * STEM_CHANNELS}, got {F!r}")
     if min(block_widths(B, F)) < 2:
-        raise ValueError(f"F={F} gives a bottleneck width below 2")
+        raise SpaceError(f"F={F} gives a bottleneck width below 2")
 
 
 def block_plan(B: int, F: int) -> list[BlockSpec]:
@@ -133,6 +149,3 @@ def block_plan(B: int, F: int) -> list[BlockSpec]:
         in_ch, size = 4 * w, size // stride
     return plan
 
-
-def final_channels(B: int, F: int) -> int:
-    return block_plan(B, F)[-1].out_channels

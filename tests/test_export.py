@@ -9,8 +9,8 @@ import torch
 import export_onnx
 import genotypes
 from models import build_net
-from utils.errors import UserError, run_cli
-from utils.utils import save_checkpoint
+from utils.errors import USER_ERRORS, UserError, run_cli
+from utils.checkpoint import save_checkpoint, save_genotype
 
 TINY = genotypes.Genotype(1, 64, [["sep_3x3", "dil_sep_3x3", "avg_pool_3x3", "max_pool_3x3", "identity", "sep_5x5",
                                    "sep_7x7", "identity", "sep_3x3", "avg_pool_3x3", "dil_sep_3x3",
@@ -22,7 +22,7 @@ def _args(*argv):
 
 
 def test_tiny_random_network_matches_onnxruntime(tmp_path, capsys):
-    TINY.to_json(tmp_path / "tiny.json")
+    save_genotype(TINY, tmp_path / "tiny.json")
     out = tmp_path / "sub" / "tiny.onnx"
     result = export_onnx.main(_args("--genotype", str(tmp_path / "tiny.json"), "--output", str(out),
                                     "--batch-sizes", "1", "8", "3", "--latency-runs", "3", "--threads", "1"))
@@ -61,7 +61,7 @@ def test_checkpoint_loading(tmp_path):
     assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items())
     # a bare state_dict with a DDP prefix needs --genotype
     torch.save({"module." + k: v for k, v in state.items()}, tmp_path / "bare.pth")
-    TINY.to_json(tmp_path / "tiny.json")
+    save_genotype(TINY, tmp_path / "tiny.json")
     loaded = export_onnx.load_network(str(tmp_path / "tiny.json"), str(tmp_path / "bare.pth"))
     assert torch.equal(loaded.classifier.weight, state["classifier.weight"])
 
@@ -71,29 +71,29 @@ def test_checkpoint_that_does_not_fit(tmp_path):
     torch.save(state, tmp_path / "bare.pth")
     # another F: shapes differ; the message names keys
     wider = genotypes.Genotype(1, 72, TINY.ops)
-    wider.to_json(tmp_path / "wider.json")
-    with pytest.raises(UserError, match=r"does not fit.*shape mismatch: \S+weight"):
+    save_genotype(wider, tmp_path / "wider.json")
+    with pytest.raises(USER_ERRORS, match=r"does not fit.*shape mismatch: \S+weight"):
         export_onnx.load_network(str(tmp_path / "wider.json"), str(tmp_path / "bare.pth"))
     # sep_3x3 -> avg_pool on edge 0 of block 0: its weights are unexpected
     ops = [list(b) for b in TINY.ops]
     ops[0][0] = "avg_pool_3x3"
-    genotypes.Genotype(1, 64, ops).to_json(tmp_path / "other.json")
-    with pytest.raises(UserError, match=r"unexpected: blocks\.0\.cell\.edges\.0\."):
+    save_genotype(genotypes.Genotype(1, 64, ops), tmp_path / "other.json")
+    with pytest.raises(USER_ERRORS, match=r"unexpected: blocks\.0\.cell\.edges\.0\."):
         export_onnx.load_network(str(tmp_path / "other.json"), str(tmp_path / "bare.pth"))
     # a stored genotype that differs only in parameter-free ops is caught by the comparison
     ops = [list(b) for b in TINY.ops]
     ops[1][2] = "max_pool_3x3"
     save_checkpoint({"kind": "train", "model": state, "genotype": TINY.to_dict()}, tmp_path / "t.pth")
-    genotypes.Genotype(1, 64, ops).to_json(tmp_path / "pool.json")
-    with pytest.raises(UserError, match=r"another genotype.*block 1 edge h0\.0\.1: max_pool_3x3 vs avg_pool_3x3"):
+    save_genotype(genotypes.Genotype(1, 64, ops), tmp_path / "pool.json")
+    with pytest.raises(USER_ERRORS, match=r"another genotype.*block 1 edge h0\.0\.1: max_pool_3x3 vs avg_pool_3x3"):
         export_onnx.load_network(str(tmp_path / "pool.json"), str(tmp_path / "t.pth"))
     save_checkpoint({"kind": "search", "model": state, "args": {}}, tmp_path / "s.pth")
-    with pytest.raises(UserError, match="search checkpoint"):
+    with pytest.raises(USER_ERRORS, match="search checkpoint"):
         export_onnx.load_network(None, str(tmp_path / "s.pth"))
 
 
 def test_bad_genotype_path_is_one_line_error(tmp_path, monkeypatch, capsys):
-    with pytest.raises(UserError, match="missing.json"):
+    with pytest.raises(USER_ERRORS, match="missing.json"):
         export_onnx.main(_args("--genotype", str(tmp_path / "missing.json"), "--output", str(tmp_path / "m.onnx")))
     monkeypatch.setattr(sys, "argv", ["export_onnx.py", "--genotype", str(tmp_path / "missing.json"),
                                       "--output", str(tmp_path / "m.onnx")])

@@ -9,20 +9,23 @@ import genotypes
 from models import build_supernet
 from models.space import EDGES_PER_CELL, PRIMITIVES, block_plan
 from utils import latency as L
-from utils.errors import UserError
+from utils.checkpoint import save_genotype
+from utils import latency_table as T
+from utils import objective as O
+from utils.errors import USER_ERRORS, UserError
 
 B, F = 1, 64  # the smallest network
 
 
-def hand_table(B=B, F=F, candidates=PRIMITIVES, batch_size=1, seed=0) -> L.LatencyTable:
+def hand_table(B=B, F=F, candidates=PRIMITIVES, batch_size=1, seed=0) -> T.LatencyTable:
     """A table with made-up latencies for every key the space needs (identity included)."""
     g = torch.Generator().manual_seed(seed)
-    keys = L.required_keys(B, F, candidates)
+    keys = T.required_keys(B, F, candidates)
     entries = {k: {"median_ms": float(torch.rand((), generator=g)) * 2 + 0.1, "spread_ms": 0.0, "runs": 1}
                for k in keys}
     meta = {"B": B, "F": F, "candidates": list(candidates), "batch_size": batch_size, "backend": "hand",
             "device_name": "test"}
-    return L.LatencyTable(entries, meta)
+    return T.LatencyTable(entries, meta)
 
 
 def random_alphas(net, seed=1):
@@ -35,17 +38,17 @@ def random_alphas(net, seed=1):
 def formula(net, table, pairs=None):
     """E[LAT] written out edge by edge: stem + head + blocks + sum_e sum_i p_i (LUT(op_i) - LUT(identity))."""
     plan = block_plan(net.B, net.F)
-    total = table.ms(L.stem_key()) + table.ms(L.head_key(net.F, plan[-1].out_size, 10))
+    total = table.ms(T.stem_key()) + table.ms(T.head_key(net.F, plan[-1].out_size, 10))
     total = torch.tensor(total, dtype=torch.float64)
     for k, m in enumerate(net.mixed_ops()):
         spec = plan[k // EDGES_PER_CELL]
         if k % EDGES_PER_CELL == 0:
-            total = total + table.ms(L.block_key(spec))
-        base = table.ms(L.edge_key("identity", spec.width, spec.out_size))
+            total = total + table.ms(T.block_key(spec))
+        base = table.ms(T.edge_key("identity", spec.width, spec.out_size))
         idx = list(range(len(m.candidates))) if pairs is None else list(pairs[k])
         p = torch.softmax(m.alpha[idx].double(), 0)
         for j, i in enumerate(idx):
-            total = total + p[j] * (table.ms(L.edge_key(m.candidates[i], spec.width, spec.out_size)) - base)
+            total = total + p[j] * (table.ms(T.edge_key(m.candidates[i], spec.width, spec.out_size)) - base)
     return total
 
 
@@ -53,7 +56,7 @@ def test_expected_equals_hand_sum_and_gradient_matches_autograd():
     net = build_supernet(B, F)
     table = hand_table()
     random_alphas(net)
-    model = L.LatencyModel(table, net)
+    model = O.LatencyModel(table, net)
     exp = model.expected(net)
     ref = formula(net, table)
     assert float(exp.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
@@ -68,7 +71,7 @@ def test_two_mode_only_sampled_alphas_move():
     net = build_supernet(B, F)
     table = hand_table()
     random_alphas(net)
-    model = L.LatencyModel(table, net)
+    model = O.LatencyModel(table, net)
     torch.manual_seed(0)
     with net.gate_mode("two"):
         net(torch.randn(2, 3, 32, 32))
@@ -92,9 +95,9 @@ def test_latency_loss_moves_probability_to_cheapest_op():
     table = hand_table()
     # make sep_3x3 the cheapest op on every edge, by a clear margin
     for spec in block_plan(B, F):
-        table.entries[L.edge_key("sep_3x3", spec.width, spec.out_size)]["median_ms"] = 0.0
-        table.entries[L.edge_key("identity", spec.width, spec.out_size)]["median_ms"] = 0.5
-    model = L.LatencyModel(table, net)
+        table.entries[T.edge_key("sep_3x3", spec.width, spec.out_size)]["median_ms"] = 0.0
+        table.entries[T.edge_key("identity", spec.width, spec.out_size)]["median_ms"] = 0.5
+    model = O.LatencyModel(table, net)
     cheapest = net.candidates.index("sep_3x3")
     opt = torch.optim.Adam(net.arch_parameters(), lr=0.05, betas=(0.0, 0.999))
     ce = torch.tensor(2.3)  # a constant task loss: only the latency term has a gradient
@@ -103,7 +106,7 @@ def test_latency_loss_moves_probability_to_cheapest_op():
     with net.gate_mode("two"):
         for _ in range(60):
             net.resample()
-            loss = L.latency_loss(ce, model.expected(net), target_ms=1.0, kind="add", lam=1.0)
+            loss = O.latency_loss(ce, model.expected(net), target_ms=1.0, kind="add", lam=1.0)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -116,7 +119,7 @@ def test_latency_loss_moves_probability_to_cheapest_op():
 def test_predict_matches_expected_of_a_one_hot_supernet_and_indices():
     net = build_supernet(B, F)
     table = hand_table()
-    model = L.LatencyModel(table, net)
+    model = O.LatencyModel(table, net)
     g = torch.Generator().manual_seed(3)
     idx = torch.randint(len(PRIMITIVES), (len(net.mixed_ops()),), generator=g)
     with torch.no_grad():
@@ -128,7 +131,7 @@ def test_predict_matches_expected_of_a_one_hot_supernet_and_indices():
     assert model.predict_indices(idx.tolist()) == pytest.approx(model.predict(geno), rel=1e-9)
     many = model.predict_batch(torch.stack([idx, torch.full_like(idx, PRIMITIVES.index("identity"))]))
     assert many.tolist() == pytest.approx([model.predict(geno), model.fixed], rel=1e-9)
-    with pytest.raises(UserError, match="one index per edge"):
+    with pytest.raises(USER_ERRORS, match="one index per edge"):
         model.predict_indices(idx[:-1])
     assert model.predict(genotypes.uniform(B, F, "identity")) == pytest.approx(model.fixed, rel=1e-9)
     torch.manual_seed(0)
@@ -139,61 +142,61 @@ def test_predict_matches_expected_of_a_one_hot_supernet_and_indices():
 
 def test_table_for_another_configuration_is_refused_naming_the_key():
     table = hand_table(candidates=("sep_3x3", "identity"))
-    with pytest.raises(UserError, match=r"lacks entry 'edge:sep_5x5:c16:32x32:s1'.*built for B=1 F=64"):
-        L.LatencyModel(table, build_supernet(B, F))  # all 7 candidates
-    with pytest.raises(UserError, match=r"lacks entry 'block:.*built for B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match=r"lacks entry 'edge:sep_5x5:c16:32x32:s1'.*built for B=1 F=64"):
+        O.LatencyModel(table, build_supernet(B, F))  # all 7 candidates
+    with pytest.raises(USER_ERRORS, match=r"lacks entry 'block:.*built for B=1 F=64"):
         table.check(2, 64, ("sep_3x3",))
-    with pytest.raises(UserError, match=r"lacks entry 'block:c64-18-72:32x32:s2'"):
+    with pytest.raises(USER_ERRORS, match=r"lacks entry 'block:c64-18-72:32x32:s2'"):
         table.check(1, 80, ("sep_3x3",))
-    with pytest.raises(UserError, match="batch size 1, not 32"):
+    with pytest.raises(USER_ERRORS, match="batch size 1, not 32"):
         table.check(1, 64, ("sep_3x3",), batch_size=32)
     table.check(1, 64, ("sep_3x3",), batch_size=1)  # the configuration it was built for
-    with pytest.raises(UserError, match="no entry 'edge:sep_7x7"):
-        L.predict_genotype(table, genotypes.uniform(B, F, "sep_7x7"))
+    with pytest.raises(USER_ERRORS, match="no entry 'edge:sep_7x7"):
+        T.predict_genotype(table, genotypes.uniform(B, F, "sep_7x7"))
 
 
 def test_save_load_round_trip_and_clear_errors(tmp_path):
     table = hand_table()
     path = tmp_path / "t.json"
     table.save(path)
-    back = L.LatencyTable.load(path)
+    back = T.LatencyTable.load(path)
     assert back.meta == table.meta and back.entries == table.entries
     assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed
-    with pytest.raises(UserError, match="cannot read latency table"):
-        L.LatencyTable.load(tmp_path / "missing.json")
+    with pytest.raises(USER_ERRORS, match="cannot read latency table"):
+        T.LatencyTable.load(tmp_path / "missing.json")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(UserError, match="not valid JSON"):
-        L.LatencyTable.load(tmp_path / "bad.json")
+    with pytest.raises(USER_ERRORS, match="not valid JSON"):
+        T.LatencyTable.load(tmp_path / "bad.json")
     (tmp_path / "other.json").write_text(json.dumps({"B": 1}))
-    with pytest.raises(UserError, match="is not a latency table"):
-        L.LatencyTable.load(tmp_path / "other.json")
+    with pytest.raises(USER_ERRORS, match="is not a latency table"):
+        T.LatencyTable.load(tmp_path / "other.json")
     d = table.to_dict()
-    d["entries"][L.stem_key()] = {"median_ms": "fast"}
+    d["entries"][T.stem_key()] = {"median_ms": "fast"}
     (tmp_path / "entry.json").write_text(json.dumps(d))
-    with pytest.raises(UserError, match="stem"):
-        L.LatencyTable.load(tmp_path / "entry.json")
+    with pytest.raises(USER_ERRORS, match="stem"):
+        T.LatencyTable.load(tmp_path / "entry.json")
 
 
 def test_latency_loss_and_reward_formulas():
     ce, e = torch.tensor(1.5), torch.tensor(12.0, requires_grad=True)
-    assert float(L.latency_loss(ce, e, 10.0, "add", lam=0.2).detach()) == pytest.approx(1.5 + 0.2 * 0.2)
-    assert float(L.latency_loss(ce, e, 10.0, "mul", beta=0.6).detach()) == pytest.approx(1.5 * 1.2 ** 0.6)
-    L.latency_loss(ce, e, 10.0, "mul").backward()
+    assert float(O.latency_loss(ce, e, 10.0, "add", lam=0.2).detach()) == pytest.approx(1.5 + 0.2 * 0.2)
+    assert float(O.latency_loss(ce, e, 10.0, "mul", beta=0.6).detach()) == pytest.approx(1.5 * 1.2 ** 0.6)
+    O.latency_loss(ce, e, 10.0, "mul").backward()
     assert float(e.grad) > 0  # slower costs more
-    with pytest.raises(UserError, match="add or mul"):
-        L.latency_loss(ce, e, 10.0, "pow")
-    with pytest.raises(UserError, match="> 0"):
-        L.latency_loss(ce, e, 0.0)
-    assert L.reinforce_reward(0.8, 20.0, 10.0, -0.5) == pytest.approx(0.8 * 2 ** -0.5)
-    assert L.reinforce_reward(0.8, 5.0, 10.0, 0.0) == pytest.approx(0.8)
-    with pytest.raises(UserError, match="w must be <= 0"):
-        L.reinforce_reward(0.8, 5.0, 10.0, 0.1)
+    with pytest.raises(USER_ERRORS, match="add or mul"):
+        O.latency_loss(ce, e, 10.0, "pow")
+    with pytest.raises(USER_ERRORS, match="> 0"):
+        O.latency_loss(ce, e, 0.0)
+    assert O.reinforce_reward(0.8, 20.0, 10.0, -0.5) == pytest.approx(0.8 * 2 ** -0.5)
+    assert O.reinforce_reward(0.8, 5.0, 10.0, 0.0) == pytest.approx(0.8)
+    with pytest.raises(USER_ERRORS, match="w must be <= 0"):
+        O.reinforce_reward(0.8, 5.0, 10.0, 0.1)
 
 
 def test_build_table_on_cpu_and_command(tmp_path, capsys):
     cands = ("sep_3x3", "max_pool_3x3")
     table = L.build_table(B, F, cands, batch_size=2, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
-    assert list(table.entries) == L.required_keys(B, F, cands)  # identity added as the baseline
+    assert list(table.entries) == T.required_keys(B, F, cands)  # identity added as the baseline
     assert all(e["median_ms"] > 0 and e["spread_ms"] >= 0 and e["runs"] == 3 for e in table.entries.values())
     m = table.meta
     assert (m["B"], m["F"], m["candidates"], m["batch_size"], m["threads"], m["backend"]) == \
@@ -205,12 +208,12 @@ def test_build_table_on_cpu_and_command(tmp_path, capsys):
         ["build", "--device", "cpu", "--threads", "1", "--B", "1", "--F", "64", "--candidates", *cands,
          "--batch", "1", "--warmup", "0", "--repeats", "2", "--out", str(out), "--no-progress"])
     L.main(args)
-    saved = L.LatencyTable.load(out)
-    assert saved.meta["batch_size"] == 1 and set(saved.entries) == set(L.required_keys(B, F, cands))
+    saved = T.LatencyTable.load(out)
+    assert saved.meta["batch_size"] == 1 and set(saved.entries) == set(T.required_keys(B, F, cands))
     geno = tmp_path / "g.json"
-    genotypes.uniform(B, F, "max_pool_3x3").to_json(geno)
+    save_genotype(genotypes.uniform(B, F, "max_pool_3x3"), geno)
     ms = L.main(L.get_args_parser().parse_args(["predict", "--table", str(out), "--genotype", str(geno)]))
-    assert ms == pytest.approx(L.predict_genotype(saved, genotypes.uniform(B, F, "max_pool_3x3")))
+    assert ms == pytest.approx(T.predict_genotype(saved, genotypes.uniform(B, F, "max_pool_3x3")))
     assert "predicted latency" in capsys.readouterr().out
 
 
@@ -219,24 +222,24 @@ def test_build_table_onnxruntime():
     cands = ("avg_pool_3x3",)
     table = L.build_table(B, F, cands, batch_size=1, device="onnxruntime", threads=1, warmup=1, repeats=2,
                           progress=False)
-    assert set(table.entries) == set(L.required_keys(B, F, cands)) | {L.SESSION_OVERHEAD_KEY}
+    assert set(table.entries) == set(T.required_keys(B, F, cands)) | {T.SESSION_OVERHEAD_KEY}
     assert table.meta["onnxruntime_version"]
-    pred = L.predict_genotype(table, genotypes.uniform(B, F, "avg_pool_3x3"))
+    pred = T.predict_genotype(table, genotypes.uniform(B, F, "avg_pool_3x3"))
     assert math.isfinite(pred)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_refused_cleanly_without_a_gpu():
-    with pytest.raises(UserError, match="no CUDA device"):
+    with pytest.raises(USER_ERRORS, match="no CUDA device"):
         L.build_table(B, F, ("identity",), device="cuda", progress=False)
 
 
 def test_bad_arguments_are_user_errors():
-    with pytest.raises(UserError, match="unknown latency device"):
+    with pytest.raises(USER_ERRORS, match="unknown latency device"):
         L.build_table(B, F, ("identity",), device="tpu", progress=False)
-    with pytest.raises(UserError, match="unknown candidate"):
+    with pytest.raises(USER_ERRORS, match="unknown candidate"):
         L.build_table(B, F, ("conv_9x9",), progress=False)
-    with pytest.raises(UserError, match="--threads"):
+    with pytest.raises(USER_ERRORS, match="thread count must be >= 1"):
         L.build_table(B, F, ("identity",), threads=0, progress=False)
-    with pytest.raises(UserError, match="multiple of|F"):
-        L.required_keys(1, 4)
+    with pytest.raises(USER_ERRORS, match="multiple of|F"):
+        T.required_keys(1, 4)

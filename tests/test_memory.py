@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from utils.profiling import SavedBytes, memory_figures, memory_ratios
+from bench.profiling import SavedBytes, memory_figures, memory_ratios
 
 
 def test_saved_bytes_dedupes_storages():

@@ -7,7 +7,7 @@ import torch.nn as nn
 import genotypes
 from models import MixedOp, PRIMITIVES, build_net, build_supernet
 from utils import train as train_utils
-from utils.profiling import random_genotype  # seeded, every op at least once
+from bench.profiling import random_genotype  # seeded, every op at least once
 
 
 def _mixed_op(seed: int) -> MixedOp:
@@ -60,27 +60,37 @@ def test_alpha_gradient_matches_formula(mode, seed):
 
 @pytest.mark.parametrize("seed", range(3))
 def test_two_mode_update_keeps_unsampled_probabilities(seed):
-    op = _mixed_op(seed)
-    op.set_mode("two")
-    opt = torch.optim.Adam([op.alpha], lr=0.006, betas=(0.0, 0.999))
+    """The "two"-mode rescale (SuperNet.rescale_sampled, the only one: it is batched over all edges),
+    in float64 on every edge of a B=1 supernet, after several Adam steps."""
+    torch.manual_seed(seed)
+    net = build_supernet(1, 64).double().train()
+    with torch.no_grad():
+        for a in net.arch_parameters():
+            a.normal_(0, 1)
+    opt = torch.optim.Adam(net.arch_parameters(), lr=0.006, betas=(0.0, 0.999))
     for _ in range(3):  # several steps, so Adam's second moment is not fresh
-        p_before = op.probs().detach().clone()
-        alpha_before = op.alpha.detach().clone()
+        alpha_before = torch.stack([m.alpha.detach() for m in net.mixed_ops()]).clone()
+        p_before = torch.softmax(alpha_before, 1)
         opt.zero_grad(set_to_none=True)
-        x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
-        (op(x) * torch.randn_like(x)).sum().backward()
+        with net.gate_mode("two"):
+            x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+            (net(x) * torch.randn(2, 10, dtype=torch.float64)).sum().backward()
         opt.step()
-        S = list(op.sampled)
-        stepped = op.alpha.detach()[S].clone()
-        op.rescale_sampled()
-        shift = op.alpha.detach()[S] - stepped  # a common offset: the pair's own softmax is Adam's
-        torch.testing.assert_close(shift[0], shift[1], rtol=0, atol=1e-12)
-        p_after = op.probs().detach()
-        rest = [i for i in range(len(PRIMITIVES)) if i not in S]
-        torch.testing.assert_close(p_after[rest], p_before[rest], rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(p_after[S].sum(), p_before[S].sum(), rtol=1e-12, atol=1e-12)
-        assert not torch.allclose(p_after[S], p_before[S], rtol=0, atol=1e-6)  # the sampled pair moved
-        assert torch.equal(op.alpha.detach()[rest], alpha_before[rest])
+        pairs = [list(m.sampled) for m in net.mixed_ops()]
+        stepped = torch.stack([m.alpha.detach() for m in net.mixed_ops()]).clone()
+        net.rescale_sampled()
+        after = torch.stack([m.alpha.detach() for m in net.mixed_ops()])
+        p_after = torch.softmax(after, 1)
+        moved = 0
+        for e, S in enumerate(pairs):
+            shift = after[e, S] - stepped[e, S]  # a common offset: the pair's own softmax is Adam's
+            torch.testing.assert_close(shift[0], shift[1], rtol=0, atol=1e-12)
+            rest = [i for i in range(len(PRIMITIVES)) if i not in S]
+            torch.testing.assert_close(p_after[e, rest], p_before[e, rest], rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(p_after[e, S].sum(), p_before[e, S].sum(), rtol=1e-12, atol=1e-12)
+            moved += int(not torch.allclose(p_after[e, S], p_before[e, S], rtol=0, atol=1e-6))
+            assert torch.equal(after[e, rest], alpha_before[e, rest])
+        assert moved > len(pairs) // 2  # the sampled pairs moved
 
 
 @pytest.mark.parametrize("mode", ["uniform", "sample"])

@@ -9,7 +9,10 @@ import torch
 import genotypes
 from models import build_supernet
 import search_cifar
-from utils.errors import UserError
+from utils.architect import Reinforce
+from utils.errors import USER_ERRORS, UserError
+from utils.objective import LatencyModel
+from utils.train import make_amp
 
 
 
@@ -64,7 +67,7 @@ def test_reinforce_runs_and_moves_alpha(synthetic_data, tmp_path):
     res = run(synthetic_data, tmp_path / "r", "--algo", "reinforce", "--reinforce-samples", "2")
     assert not torch.allclose(res["alphas"], torch.zeros_like(res["alphas"]))
     ckpt = torch.load(tmp_path / "r" / "checkpoint.pth", weights_only=False)
-    assert ckpt["baseline"] is not None
+    assert ckpt["architect"]["baseline"] is not None
 
 
 def test_candidate_subset(synthetic_data, tmp_path):
@@ -76,19 +79,19 @@ def test_candidate_subset(synthetic_data, tmp_path):
 
 
 def test_unknown_candidate_lists_valid_ones(synthetic_data, tmp_path):
-    with pytest.raises(UserError, match=r"unknown candidate op\(s\) conv_9x9; valid ops: sep_3x3, .*identity"):
+    with pytest.raises(USER_ERRORS, match=r"unknown candidate op\(s\) conv_9x9; valid ops: sep_3x3, .*identity"):
         run(synthetic_data, tmp_path / "x", "--candidates", "sep_3x3", "conv_9x9")
 
 
 def test_missing_data_without_download(tmp_path):
-    with pytest.raises(UserError, match=r"CIFAR-10 not found: .*nowhere.* downloading is off"):
+    with pytest.raises(USER_ERRORS, match=r"CIFAR-10 not found: .*nowhere.* downloading is off.*--data .*nowhere"):
         run(tmp_path / "nowhere", tmp_path / "x")
 
 
 def test_resume_with_other_B_F_is_refused(synthetic_data, tmp_path):
     run(synthetic_data, tmp_path / "run", "--stop-after", "1")
     argv_f = ["--F", "72"]
-    with pytest.raises(UserError, match=r"checkpoint .* is for B=1 F=64 .*this run asks for B=1 F=72"):
+    with pytest.raises(USER_ERRORS, match=r"checkpoint .* is for B=1 F=64 .*this run asks for B=1 F=72"):
         run(synthetic_data, tmp_path / "run", "--resume", *argv_f)
 
 
@@ -101,10 +104,10 @@ def test_cli_prints_one_line_error(tmp_path):
 
 
 def _table(tmp_path):
-    from utils import latency as L
-    table = L.build_table(1, 64, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
+    from utils.latency import build_table
+    table = build_table(1, 64, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
     table.save(tmp_path / "lat.json")
-    return L.LatencyModel(table, build_supernet(1, 64)), tmp_path / "lat.json"
+    return LatencyModel(table, build_supernet(1, 64)), tmp_path / "lat.json"
 
 
 def test_tight_latency_target_gives_a_faster_genotype(synthetic_data, tmp_path):
@@ -128,7 +131,7 @@ def test_reinforce_with_latency_reward_runs(synthetic_data, tmp_path):
 
 def test_latency_table_of_another_space_is_refused(synthetic_data, tmp_path):
     _, path = _table(tmp_path)
-    with pytest.raises(UserError, match=r"latency table lacks entry .* needed for B=1 F=72 .*built for B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match=r"latency table lacks entry .* needed for B=1 F=72 .*built for B=1 F=64"):
         run(synthetic_data, tmp_path / "x", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
 
 
@@ -137,14 +140,14 @@ def test_reinforce_moves_probability_to_the_clearly_better_op():
     torch.manual_seed(0)
     net = build_supernet(1, 64, ["sep_3x3", "max_pool_3x3", "identity"])
     opt = torch.optim.Adam(net.arch_parameters(), lr=0.1, betas=(0.0, 0.999))
-    algo = search_cifar.Reinforce(samples=4, decay=0.9)
+    algo = Reinforce(samples=4, decay=0.9)
     good = net.candidates.index("sep_3x3")
     reward = lambda logits, y, sn: float((sn.active_indices() == good).float().mean())
     x, y = torch.randn(2, 3, 32, 32), torch.zeros(2, dtype=torch.long)
     start = net.probs()[:, good].mean().item()
     net.train()
     for _ in range(60):
-        algo.step(net, x, y, torch.nn.CrossEntropyLoss(), opt, search_cifar.make_amp(torch.device("cpu"), "off"), reward)
+        algo.step(net, x, y, torch.nn.CrossEntropyLoss(), opt, make_amp(torch.device("cpu"), "off"), reward)
     end = net.probs()[:, good]
     assert start == pytest.approx(1 / 3)
     assert end.mean() > 0.6 and (end > 1 / 3).float().mean() > 0.8
@@ -152,7 +155,7 @@ def test_reinforce_moves_probability_to_the_clearly_better_op():
 
 def test_a_second_run_into_the_same_folder_is_refused(synthetic_data, tmp_path):
     run(synthetic_data, tmp_path / "run", "--stop-after", "1")
-    with pytest.raises(UserError, match=r"already holds a search .*--resume"):
+    with pytest.raises(USER_ERRORS, match=r"already holds a search .*--resume"):
         run(synthetic_data, tmp_path / "run")
 
 

@@ -14,8 +14,8 @@ import train_cifar
 from models import build_net, build_supernet, count_parameters
 from models import cells as cells_mod
 from models.space import EDGES_PER_CELL
-from utils.errors import UserError
-from utils.utils import load_checkpoint, save_checkpoint
+from utils.errors import USER_ERRORS, UserError
+from utils.checkpoint import load_checkpoint, load_search_weights, save_checkpoint, save_genotype
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
@@ -39,7 +39,7 @@ def mixed_genotype(ops=("sep_3x3", "avg_pool_3x3", "identity", "max_pool_3x3", "
 
 def write_genotype(tmp_path, g, name="g.json") -> str:
     path = tmp_path / name
-    g.to_json(path)
+    save_genotype(g, path)
     return str(path)
 
 
@@ -208,17 +208,17 @@ def test_resume_refuses_other_settings(synthetic_data, tmp_path):
     gfile = write_genotype(tmp_path, genotypes.uniform(1, 64, "sep_3x3"))
     out = tmp_path / "run"
     run(synthetic_data, out, "--genotype", gfile, "--epochs", 2, "--train-subset", 16, "--stop-after", 1)
-    with pytest.raises(UserError, match="--batch-size 16 \\(now 8\\)"):
+    with pytest.raises(USER_ERRORS, match="--batch-size 16 \\(now 8\\)"):
         args = train_cifar.get_args_parser().parse_args(
             ["--data", str(synthetic_data), "--output", str(out), *FAST, "--batch-size", "8", "--genotype", gfile,
              "--epochs", "2", "--train-subset", "16", "--resume"])
         train_cifar.main(args)
-    with pytest.raises(UserError, match="--epochs 2 \\(now 3\\)"):
+    with pytest.raises(USER_ERRORS, match="--epochs 2 \\(now 3\\)"):
         run(synthetic_data, out, "--genotype", gfile, "--epochs", 3, "--train-subset", 16, "--resume")
     other = write_genotype(tmp_path, genotypes.uniform(1, 64, "identity"), "other.json")
-    with pytest.raises(UserError, match="is not the network in"):
+    with pytest.raises(USER_ERRORS, match="is not the network in"):
         run(synthetic_data, out, "--genotype", other, "--epochs", 2, "--train-subset", 16, "--resume")
-    with pytest.raises(UserError, match="already holds a run"):
+    with pytest.raises(USER_ERRORS, match="already holds a train run"):
         run(synthetic_data, out, "--genotype", gfile, "--epochs", 2, "--train-subset", 16)
 
 
@@ -295,7 +295,7 @@ def test_init_from_copies_exactly_the_chosen_ops(tmp_path):
     g = mixed_genotype(ops=CANDS, seed=3)
     sup = search_checkpoint(tmp_path / "search.pth")
     net = build_net(g)
-    train_cifar.init_from_search(net, g, str(tmp_path / "search.pth"))
+    load_search_weights(net, g, str(tmp_path / "search.pth"))
     mine = net.state_dict()
     for k, v in mine.items():
         assert torch.equal(v, sup[expected_key(k, g)]), k
@@ -322,10 +322,10 @@ def test_init_from_is_used_by_main(synthetic_data, tmp_path):
 def test_init_from_mismatch_is_a_clear_error(synthetic_data, tmp_path):
     gfile = write_genotype(tmp_path, mixed_genotype(ops=CANDS))
     search_checkpoint(tmp_path / "wide.pth", F=72)
-    with pytest.raises(UserError, match="supernet has B=1 F=72 but the genotype being trained has B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match="supernet has B=1 F=72 but the genotype being trained has B=1 F=64"):
         run(synthetic_data, tmp_path / "a", "--genotype", gfile, "--epochs", 1, "--init-from", tmp_path / "wide.pth")
     search_checkpoint(tmp_path / "few.pth", candidates=["sep_3x3", "identity"])
-    with pytest.raises(UserError, match="lacks"):
+    with pytest.raises(USER_ERRORS, match="lacks"):
         run(synthetic_data, tmp_path / "b", "--genotype", gfile, "--epochs", 1, "--init-from", tmp_path / "few.pth")
 
 
@@ -340,15 +340,15 @@ def test_eval_only_refuses_a_mismatched_genotype_or_checkpoint(synthetic_data, t
             ["--data", str(synthetic_data), "--no-download", "--no-progress", *map(str, flags)])
         return train_cifar.main(args)
 
-    with pytest.raises(UserError, match="is not the network in"):
+    with pytest.raises(USER_ERRORS, match="is not the network in"):
         eval_only("--eval-only", out / "last.pth", "--genotype", "proxyless_cifar")
     search_checkpoint(tmp_path / "search.pth")
-    with pytest.raises(UserError, match="not a train checkpoint"):
+    with pytest.raises(USER_ERRORS, match="not a train checkpoint"):
         eval_only("--eval-only", tmp_path / "search.pth")
     bad = load_checkpoint(out / "last.pth")
     bad["genotype"] = genotypes.uniform(1, 64, "identity").to_dict()  # weights of another network
     save_checkpoint(bad, tmp_path / "bad.pth")
-    with pytest.raises(UserError, match="does not fit the network"):
+    with pytest.raises(USER_ERRORS, match="does not fit the network"):
         eval_only("--eval-only", tmp_path / "bad.pth")
 
 

@@ -12,8 +12,8 @@ import genotypes
 import visualize_cifar as viz
 from models import build_supernet
 from models.space import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
-from utils.errors import UserError, run_cli
-from utils.utils import save_checkpoint
+from utils.errors import USER_ERRORS, UserError, run_cli
+from utils.checkpoint import save_checkpoint, save_genotype
 
 EDGE_LINE = re.compile(r'^\s*(\w+) -> (\w+) \[(.*)\]\s*$')
 TITLE = re.compile(r'TITLE="block (\d+) edge ([\w.]+): (\w+)[^"]*"')
@@ -76,7 +76,7 @@ def test_released_cell_gv_has_the_ops_and_the_tree(monkeypatch, block):
 def test_ops_heat_map_and_no_dot_hint(tmp_path, no_dot, capsys):
     g = _random_genotype(1)
     path = tmp_path / "g.json"
-    g.to_json(path)
+    save_genotype(g, path)
     written = viz.main(_args(tmp_path, "--genotype", str(path), "--block", "2"))
     assert sorted(p.name for p in written) == ["fig_cell.gv", "fig_network.gv", "fig_ops.gv"]
     out = capsys.readouterr().out
@@ -111,7 +111,7 @@ def test_alpha_heat_map_from_search_checkpoint(tmp_path, no_dot):
 @pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz dot is not installed")
 def test_png_written_when_dot_exists(tmp_path):
     g = _random_genotype(2)
-    g.to_json(tmp_path / "g.json")
+    save_genotype(g, tmp_path / "g.json")
     written = viz.main(_args(tmp_path, "--genotype", str(tmp_path / "g.json"), "--dpi", "72"))
     pngs = [p for p in written if p.suffix == ".png"]
     assert sorted(p.name for p in pngs) == ["fig_cell.png", "fig_network.png", "fig_ops.png"]
@@ -120,16 +120,16 @@ def test_png_written_when_dot_exists(tmp_path):
 
 
 def test_clear_errors(tmp_path, no_dot, monkeypatch, capsys):
-    with pytest.raises(UserError, match="no_such.json"):
+    with pytest.raises(USER_ERRORS, match="no_such.json"):
         viz.main(_args(tmp_path, "--genotype", str(tmp_path / "no_such.json")))
-    with pytest.raises(UserError, match="out of range"):
+    with pytest.raises(USER_ERRORS, match="out of range"):
         viz.main(_args(tmp_path, "--genotype", "proxyless_cifar", "--block", "54"))
     save_checkpoint({"kind": "train", "model": {}, "args": {}}, tmp_path / "train.pth")
-    with pytest.raises(UserError, match="search checkpoint"):
+    with pytest.raises(USER_ERRORS, match="search checkpoint"):
         viz.main(_args(tmp_path, "--checkpoint", str(tmp_path / "train.pth")))
     save_checkpoint({"kind": "search", "model": {}, "args": {"B": 1, "F": 64, "candidates": ["identity"]}},
                     tmp_path / "empty.pth")
-    with pytest.raises(UserError, match="expected 36 alpha tensors"):
+    with pytest.raises(USER_ERRORS, match="expected 36 alpha tensors"):
         viz.main(_args(tmp_path, "--checkpoint", str(tmp_path / "empty.pth")))
     # on the command line: one line on stderr, exit status 2
     monkeypatch.setattr(sys, "argv", ["visualize_cifar.py", str(tmp_path / "x"), "--genotype", "nope.json"])

@@ -60,7 +60,7 @@ class Split:
 
 
 HOW_TO_GET = ("get cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into "
-              "{root}, or point --data at a folder that holds cifar-10-batches-py")
+              "{root}, or use a folder that holds cifar-10-batches-py")
 
 
 def _md5(path: Path) -> str:
@@ -111,7 +111,7 @@ def load_cifar10(root: str | os.PathLike = "./data", download: bool = True,
     if missing:
         if not download:
             raise DataError(f"CIFAR-10 not found: {folder} lacks {', '.join(missing)} and downloading is "
-                            f"off (--no-download); " + HOW_TO_GET.format(root=root))
+                            f"off; " + HOW_TO_GET.format(root=root))
         _download(root)
         folder = root / BATCHES_DIR
     if check_md5:
@@ -194,15 +194,20 @@ class BatchLoader:
 
     def __init__(self, split: Split, batch_size: int, device: torch.device | str = "cpu", *, train: bool,
                  cutout: int = 0, drop_last: bool | None = None, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False, augment: bool | None = None):
+                 channels_last: bool = False, augment: bool | None = None, name: str = "data set"):
         if batch_size < 1:
-            raise ValueError("batch_size must be >= 1")
-        self.images = split.images.to(device)
-        self.labels = split.labels.to(device)
+            raise DataError(f"the batch size of the {name} must be >= 1, got {batch_size}")
         self.batch_size, self.train, self.cutout = batch_size, train, cutout
         self.augment = train if augment is None else augment
         self.drop_last = train if drop_last is None else drop_last
         self.rank, self.world_size = rank, world_size
+        self.labels = split.labels  # (len() reads it)
+        if len(self) == 0:  # caught here: an endless() of it would cycle forever, a loop would do nothing
+            per = f" ({world_size} processes)" if world_size > 1 else ""
+            raise DataError(f"the {name} holds {len(split)} images, fewer than one batch of {batch_size}{per}: "
+                            "it yields no batch")
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def _indices(self) -> torch.Tensor:
@@ -230,6 +235,8 @@ class BatchLoader:
 
 def endless(loader) -> Iterator:
     """Cycle through a loader forever (a new pass, and permutation, each time round)."""
+    if len(loader) == 0:
+        raise DataError("cannot cycle through a loader that yields no batch")
     while True:
         yield from loader
 

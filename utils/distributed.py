@@ -1,15 +1,20 @@
-"""Multi-process (torchrun) helpers: process-group set-up, metric reduction, synchronized BatchNorm.
+"""Multi-process (torchrun) helpers: process-group set-up, sharded evaluation, metric reduction,
+synchronized BatchNorm.
 
 torchrun sets RANK / LOCAL_RANK / WORLD_SIZE; without them everything here is a no-op for one process.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+
+from .data import BatchLoader, Split
+from .train import Amp, evaluate
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,42 @@ def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     values = values.clone()
     dist.all_reduce(values)
     return values
+
+
+@contextlib.contextmanager
+def main_first(info: DistInfo):
+    """Rank 0 runs the block first (it may download), then the other ranks (they read its files)."""
+    if info.enabled and not info.is_main:
+        dist.barrier()
+    yield
+    if info.enabled and info.is_main:
+        dist.barrier()
+
+
+def test_loader(test: Split, batch_size: int, device, info: DistInfo, channels_last: bool) -> BatchLoader:
+    """Each process evaluates every world_size-th test image (no padding: the sums are exact)."""
+    shard = test.subset(torch.arange(info.rank, len(test), info.world_size)) if info.enabled else test
+    return BatchLoader(shard, batch_size, device, train=False, channels_last=channels_last, name="test set")
+
+
+def evaluate_all(model: nn.Module, loader: BatchLoader, net: nn.Module, amp: Amp, info: DistInfo,
+                 progress: bool) -> dict[str, float]:
+    """Loss and accuracy over every process's shard, with rank 0's BN statistics everywhere."""
+    broadcast_buffers(net, info)
+    r = evaluate(model, loader, criterion=nn.CrossEntropyLoss(), amp=amp, desc="test", progress=progress)
+    n = len(loader.labels)
+    sums = all_reduce_sum(torch.tensor([r["loss"] * n, r["acc"] * n, n], dtype=torch.float64,
+                                       device=loader.labels.device), info).tolist()
+    return {"loss": sums[0] / sums[2], "acc": sums[1] / sums[2]}
+
+
+def reduce_train(r: dict[str, float], info: DistInfo, device) -> dict[str, float]:
+    """Every process saw the same number of images: mean loss/accuracy, summed images/s."""
+    if not info.enabled:
+        return r
+    t = all_reduce_sum(torch.tensor([r["loss"], r["acc"], r["images_per_s"]], dtype=torch.float64, device=device),
+                       info).tolist()
+    return {**r, "loss": t[0] / info.world_size, "acc": t[1] / info.world_size, "images_per_s": t[2]}
 
 
 def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
@@ -138,16 +179,5 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     return module
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain network inside DDP / torch.compile wrappers (state-dict keys without prefixes)."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-
-
-__all__ = ["DistInfo", "init_distributed", "cleanup", "all_reduce_sum", "broadcast_buffers", "GlobalBatchNorm2d",
-           "convert_sync_batchnorm", "unwrap"]
+__all__ = ["DistInfo", "init_distributed", "cleanup", "main_first", "test_loader", "evaluate_all", "reduce_train",
+           "all_reduce_sum", "broadcast_buffers", "GlobalBatchNorm2d", "convert_sync_batchnorm"]

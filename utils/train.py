@@ -1,4 +1,5 @@
-"""The one weight step / train_one_epoch / evaluate shared by warm-up, search and retraining."""
+"""The one weight step / train_one_epoch / evaluate shared by warm-up, search and retraining,
+mixed precision settings, the cosine schedule, and the divergence check."""
 from __future__ import annotations
 
 import contextlib
@@ -35,7 +36,7 @@ class Amp:
 def make_amp(device: torch.device, mode: str = "auto") -> Amp:
     """'auto': bf16 on a CUDA device that supports it, fp16 (+ grad scaler) on older GPUs, off on CPU."""
     if mode not in ("auto", "off", "bf16", "fp16"):
-        raise UserError(f"--amp must be auto, off, bf16 or fp16, not {mode!r}")
+        raise UserError(f"mixed precision must be auto, off, bf16 or fp16, not {mode!r}")
     if mode == "auto":
         if device.type != "cuda":
             mode = "off"
@@ -45,7 +46,7 @@ def make_amp(device: torch.device, mode: str = "auto") -> Amp:
         return Amp(None, device.type)
     if mode == "fp16":
         if device.type != "cuda":
-            raise UserError("--amp fp16 needs a CUDA device")
+            raise UserError("fp16 mixed precision needs a CUDA device (bf16 runs on the CPU too)")
         return Amp(torch.float16, device.type, torch.amp.GradScaler("cuda"))
     return Amp(torch.bfloat16, device.type)
 
@@ -60,7 +61,7 @@ def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = lr
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool = True,
@@ -104,18 +105,43 @@ def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion, o
     return loss.detach(), logits.detach()
 
 
-class Meter:
-    """Loss / accuracy sums kept on the device: no host sync per step."""
+class DivergenceError(UserError):
+    """A loss that is not finite: ``what`` ("training loss", "architecture loss"), at ``step`` (0-based,
+    within the epoch).  The entry scripts add the epoch and how to continue."""
 
-    def __init__(self, device):
+    def __init__(self, what: str, step: int, value: float):
+        super().__init__(f"the {what} is {value} at step {step + 1}")
+        self.what, self.step, self.value = what, step, value
+
+
+class Meter:
+    """Loss / accuracy sums kept on the device: no host sync per step.  It also remembers, on the
+    device, the first update whose loss was not finite; ``check`` (one sync) raises DivergenceError."""
+
+    def __init__(self, device, what: str = "training loss"):
         self.loss = torch.zeros((), device=device, dtype=torch.float64)
         self.correct = torch.zeros((), device=device, dtype=torch.float64)
-        self.n = 0
+        self.first_bad = torch.full((), -1, device=device, dtype=torch.long)
+        self.bad_value = torch.zeros((), device=device, dtype=torch.float64)
+        self.n = self.updates = 0
+        self.what = what
 
-    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
-        self.loss += loss.double() * len(y)
+    def update(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, step: int | None = None) -> None:
+        """step: the step this loss belongs to, for the divergence message (default: the update count)."""
+        loss = loss.detach().double()
+        new_bad = (self.first_bad < 0) & ~torch.isfinite(loss)
+        self.first_bad = torch.where(new_bad, self.updates if step is None else step, self.first_bad)
+        self.bad_value = torch.where(new_bad, loss, self.bad_value)
+        self.loss += loss * len(y)
         self.correct += (logits.argmax(1) == y).sum()
         self.n += len(y)
+        self.updates += 1
+
+    def check(self) -> None:
+        """Raise DivergenceError if any loss so far was nan or inf (one device -> host copy)."""
+        first = int(self.first_bad)
+        if first >= 0:
+            raise DivergenceError(self.what, first, float(self.bad_value))
 
     def result(self) -> dict[str, float]:
         n = max(self.n, 1)
@@ -124,9 +150,13 @@ class Meter:
 
 def train_one_epoch(model: nn.Module, loader, optimizer, *, criterion, amp: Amp, lr_at: Callable[[int], float],
                     first_step: int = 0, step_hook: Callable[[int], None] | None = None, grad_clip: float = 0.0,
-                    desc: str = "train", progress: bool = True) -> dict[str, float]:
+                    desc: str = "train", progress: bool = True, check_every: int = 20) -> dict[str, float]:
     """Weight steps over one pass of ``loader``; lr_at(global step) sets the learning rate;
-    step_hook(i) runs after weight step i (the search uses it for architecture steps)."""
+    step_hook(i) runs after weight step i (the search uses it for architecture steps).
+
+    A loss that is not finite raises DivergenceError within ``check_every`` steps (each check is one
+    host sync; the search, which syncs every step anyway to sample paths, checks every step), and
+    always before the epoch returns, so that no diverged weights reach a checkpoint."""
     model.train()
     meter = Meter(next(model.parameters()).device)
     start = time.perf_counter()
@@ -135,11 +165,14 @@ def train_one_epoch(model: nn.Module, loader, optimizer, *, criterion, amp: Amp,
         set_lr(optimizer, lr_at(first_step + i))
         loss, logits = weight_step(model, x, y, criterion, optimizer, amp, grad_clip)
         meter.update(loss, logits, y)
+        if (i + 1) % check_every == 0:
+            meter.check()
         if step_hook is not None:
             step_hook(i)
         if progress and i % 20 == 0:
             r = meter.result()
             bar.set_postfix(loss=f"{r['loss']:.3f}", acc=f"{r['acc']:.1f}")
+    meter.check()
     out = meter.result()
     elapsed = time.perf_counter() - start
     out["images_per_s"] = meter.n / max(elapsed, 1e-9)

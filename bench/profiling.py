@@ -20,11 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import genotypes
-from models import PRIMITIVES, build_net, build_supernet
+from models import PRIMITIVES, Genotype, build_net, build_supernet
 from models.space import EDGES_PER_CELL, NUM_STAGES
-
-from . import train as train_utils
+from utils import train as train_utils
 
 
 class SavedBytes:
@@ -124,7 +122,7 @@ def random_genotype(B: int, F: int, seed: int, ops: Iterable[str] | None = None)
     n = NUM_STAGES * B * EDGES_PER_CELL
     flat = ops + [rng.choice(ops) for _ in range(n - len(ops))]
     rng.shuffle(flat)
-    return genotypes.Genotype(B, F, [flat[k:k + EDGES_PER_CELL] for k in range(0, n, EDGES_PER_CELL)])
+    return Genotype(B, F, [flat[k:k + EDGES_PER_CELL] for k in range(0, n, EDGES_PER_CELL)])
 
 
 def memory_figures(B: int, F: int, batch: int, seed: int = 0, pair: tuple[str, str] = ("sep_3x3", "sep_5x5")

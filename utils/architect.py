@@ -1,0 +1,162 @@
+"""The architecture step of ProxylessNAS: Proxyless-G (binary-gate gradients) and Proxyless-R (REINFORCE).
+
+Both update the supernet's alphas with Adam on batches of the architecture split, alternating with
+weight steps (search_cifar.py calls ``Architect.step`` every K weight steps):
+
+* gradient ("two" mode, the default): two paths per edge are sampled from p, the active one runs with
+  autograd, the other without a graph; dL/dalpha flows through the binary gates (models/operations.py,
+  _BinaryGate).  After the Adam step the two updated alphas are shifted by a common offset so that
+  the probabilities of the unsampled paths stay the same (SuperNet.rescale_sampled).  Memory does
+  not grow with the number of candidates.  "full" mode keeps all N paths in the graph.
+* reinforce: M whole architectures are sampled and run without gradients, each rewarded on the
+  batch; grad alpha = -(1/M) sum_m (R_m - b) grad log p(arch_m) with a moving-average baseline b.
+
+With a latency table, the gradient step minimises a latency loss of the expected latency, and the
+REINFORCE reward is acc x (LAT/T)^w (utils/objective.py).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .latency_table import LatencyTable
+from .objective import LatencyModel, latency_loss, reinforce_reward
+from .train import Amp, backward_step, frozen
+
+Reward = Callable[[torch.Tensor, torch.Tensor, object], float]  # (logits, y, supernet) -> reward
+
+
+@dataclass
+class LatencyTerm:
+    """The expected-latency model and the loss / reward settings of a hardware-aware search."""
+
+    model: LatencyModel
+    target: float  # T, ms
+    kind: str = "add"  # "add": CE + lam (E[LAT]-T)/T; "mul": CE (E[LAT]/T)^beta
+    lam: float = 0.1
+    beta: float = 0.6
+    w: float = -0.07  # REINFORCE: reward = acc (LAT/T)^w
+
+    def loss(self, ce: torch.Tensor, supernet) -> tuple[torch.Tensor, torch.Tensor]:
+        expected = self.model.expected(supernet)
+        return latency_loss(ce, expected, self.target, self.kind, self.lam, self.beta), expected
+
+    def reward(self, acc: float, supernet) -> float:
+        """acc x (LAT/T)^w for the architecture of the supernet's last forward."""
+        return reinforce_reward(acc, self.model.predict_active(supernet), self.target, self.w)
+
+    @classmethod
+    def from_table(cls, path, supernet, target: float, **settings) -> "LatencyTerm":
+        """Load a latency table file, check that it covers the supernet's space, and model it."""
+        return cls(LatencyModel(LatencyTable.load(path), supernet), target, **settings)
+
+    def record(self, supernet) -> dict[str, float]:
+        """For the epoch log: the expected latency of the sampling distribution and the argmax latency."""
+        with torch.no_grad(), supernet.gate_mode("sample"):
+            expected = float(self.model.expected(supernet))
+        return {"expected_latency_ms": expected, "argmax_latency_ms": self.model.predict(supernet.derive())}
+
+
+def gradient_arch_step(supernet, x, y, criterion, optimizer, amp: Amp, mode: str, weight_params,
+                       latency: LatencyTerm | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Adam step on alpha.  Weights are frozen for the step: no weight gradients are computed
+    and fewer activations are kept.  In "two" mode the two updated alphas are then shifted so the
+    probabilities of the unsampled paths stay as they were."""
+    optimizer.zero_grad(set_to_none=True)
+    with supernet.gate_mode(mode), frozen(weight_params):
+        with amp.autocast():
+            logits = supernet(x)
+        ce = criterion(logits.float(), y)
+        loss = ce if latency is None else latency.loss(ce, supernet)[0]
+        backward_step(loss, optimizer, amp)
+    if mode == "two":
+        supernet.rescale_sampled()
+    return ce.detach(), logits.detach()
+
+
+class Reinforce:
+    """Proxyless-R: sample M architectures, reward each on a validation batch, moving-average baseline,
+    grad alpha = -(1/M) sum_m (R_m - b) grad log p(arch_m)."""
+
+    def __init__(self, samples: int, decay: float, baseline: float | None = None):
+        self.samples, self.decay, self.baseline = samples, decay, baseline
+
+    def step(self, supernet, x, y, criterion, optimizer, amp: Amp, reward: Reward):
+        """reward(logits, y, supernet) of the architecture the supernet's last forward ran."""
+        rewards, archs, losses, last_logits = [], [], [], None
+        with torch.no_grad(), supernet.gate_mode("sample"):
+            for _ in range(self.samples):
+                with amp.autocast():
+                    logits = supernet(x)
+                rewards.append(float(reward(logits, y, supernet)))
+                archs.append(supernet.active_indices())
+                losses.append(criterion(logits.float(), y))
+                last_logits = logits
+        r = torch.tensor(rewards)
+        b = float(r.mean()) if self.baseline is None else self.baseline
+        optimizer.zero_grad(set_to_none=True)
+        logp = supernet.log_prob(torch.stack(archs))  # (M,)
+        loss = -((r.to(logp.device) - b) * logp).mean()
+        loss.backward()
+        optimizer.step()
+        self.baseline = self.decay * b + (1 - self.decay) * float(r.mean())
+        return torch.stack(losses).mean(), last_logits
+
+
+def accuracy_reward(latency: LatencyTerm | None = None) -> Reward:
+    """Validation-batch accuracy, times (LAT/T)^w when a latency term is given."""
+    def reward(logits, y, supernet) -> float:
+        acc = float((logits.argmax(1) == y).float().mean())
+        return acc if latency is None else latency.reward(acc, supernet)
+    return reward
+
+
+class Architect:
+    """The architecture side of a search: its Adam optimizer, AMP settings and algorithm, one ``step``.
+
+    algo "gradient" (mode "two" or "full") or "reinforce" (``samples`` architectures per step,
+    baseline decay ``baseline_decay``).  ``state_dict`` holds what a resumed search needs.
+    """
+
+    def __init__(self, supernet, optimizer: torch.optim.Optimizer, amp: Amp, criterion, *, algo: str = "gradient",
+                 mode: str = "two", latency: LatencyTerm | None = None, samples: int = 10,
+                 baseline_decay: float = 0.99):
+        if algo not in ("gradient", "reinforce"):
+            raise ValueError(f"unknown architecture algorithm {algo!r}; gradient or reinforce")
+        self.supernet, self.optimizer, self.amp, self.criterion = supernet, optimizer, amp, criterion
+        self.algo, self.mode, self.latency = algo, mode, latency
+        self.weight_params = supernet.weight_parameters()
+        self.reinforce = Reinforce(samples, baseline_decay) if algo == "reinforce" else None
+        self.reward = accuracy_reward(latency)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One architecture update on (x, y); returns (cross-entropy, logits) for the logs."""
+        if self.reinforce is not None:
+            return self.reinforce.step(self.supernet, x, y, self.criterion, self.optimizer, self.amp, self.reward)
+        return gradient_arch_step(self.supernet, x, y, self.criterion, self.optimizer, self.amp, self.mode,
+                                  self.weight_params, self.latency)
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(),
+                "scaler": self.amp.scaler.state_dict() if self.amp.scaler else None,
+                "baseline": self.reinforce.baseline if self.reinforce else None}
+
+    def tensorboard(self, writer, step: int) -> None:
+        """The alpha distributions and, per op, its mean probability and argmax count."""
+        supernet = self.supernet
+        probs, counts = supernet.probs(), supernet.derive().op_counts()
+        writer.add_histogram("alpha/probs", probs, step)
+        writer.add_histogram("alpha/logits", supernet.alphas().float(), step)
+        for i, name in enumerate(supernet.candidates):
+            writer.add_scalar(f"alpha_mean_prob/{name}", float(probs[:, i].mean()), step)
+            writer.add_scalar(f"argmax_count/{name}", counts[name], step)
+        writer.flush()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.amp.scaler is not None and state.get("scaler"):
+            self.amp.scaler.load_state_dict(state["scaler"])
+        if self.reinforce is not None:
+            self.reinforce.baseline = state.get("baseline")

@@ -1,0 +1,108 @@
+"""Files a run writes and reads back: one atomic writer (checkpoints, JSON, genotypes, latency tables),
+checkpoint loading with a kind check, state-dict loading that names what does not fit, and the
+weights of a searched network taken from a search checkpoint."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, IO
+
+import torch
+
+from models.genotype import Genotype
+from models.proxyless_nas import build_supernet
+
+from .errors import UserError
+
+
+class CheckpointError(UserError):
+    pass
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
+    """``write(f)`` into a temporary file in the same folder, flushed to disk, then renamed over ``path``:
+    a run killed mid-write leaves the previous file intact (rename within a folder is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # only left when writing failed
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    return atomic_write(path, lambda f: f.write(text.encode()))
+
+
+def save_json(obj: Any, path: str | os.PathLike) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def save_genotype(genotype: Genotype, path: str | os.PathLike) -> Path:
+    return atomic_write_text(path, genotype.to_json())
+
+
+def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
+    return atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu", kind: str | None = None) -> dict[str, Any]:
+    """A checkpoint dict (a folder means its checkpoint.pth); with ``kind``, one of that kind
+    ("search" or "train"), else a CheckpointError that says what it is."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pth"
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        # our checkpoints hold RNG states, configs and numpy arrays: not weights-only
+        saved = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # torch raises several types for a truncated or foreign file
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {e}") from None
+    if kind is not None:
+        found = saved.get("kind") if isinstance(saved, dict) else type(saved).__name__
+        if found != kind:
+            raise CheckpointError(f"{path} is not a {kind} checkpoint (kind={found!r})")
+    return saved
+
+
+def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str, hint: str = "") -> None:
+    """load_state_dict, or a CheckpointError naming the first few missing, unexpected and wrong-shape keys."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})" for k, v in expected.items()
+              if k in state and state[k].shape != v.shape]
+    problems = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes)):
+        if keys:
+            more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
+            problems.append(f"{what}: {', '.join(keys[:3])}{more}")
+    if problems:
+        raise CheckpointError(f"{where} does not fit the network ({'; '.join(problems)})" + (f"; {hint}" if hint else ""))
+    model.load_state_dict(state)
+
+
+def load_search_weights(net: torch.nn.Module, genotype: Genotype, path: str | os.PathLike) -> None:
+    """Copy the supernet weights of the ops the genotype chose (and all fixed layers) from a search
+    checkpoint into ``net`` (a DerivedNet of ``genotype``)."""
+    saved = load_checkpoint(path, kind="search")
+    a = saved["args"]
+    if (a["B"], a["F"]) != (genotype.B, genotype.F):
+        raise CheckpointError(f"{path}: the supernet has B={a['B']} F={a['F']} but the genotype being "
+                              f"trained has B={genotype.B} F={genotype.F}")
+    missing = sorted(genotype.ops_used() - set(a["candidates"]))
+    if missing:
+        raise CheckpointError(f"{path}: the genotype uses op(s) {', '.join(missing)} that the supernet "
+                              f"lacks (its candidates: {', '.join(a['candidates'])})")
+    with torch.random.fork_rng(devices=[]):  # building the supernet must not move the run's RNG
+        supernet = build_supernet(a["B"], a["F"], a["candidates"])
+    load_fitting(supernet, saved["model"], f"search checkpoint {path}")
+    load_fitting(net, supernet.derived_state_dict(genotype), f"search checkpoint {path}")

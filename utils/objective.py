@@ -1,0 +1,116 @@
+"""The search's latency objective: the supernet's expected latency (differentiable in alpha), the
+latency losses of the gradient search and the REINFORCE reward, over a table of utils/latency_table.py.
+
+E[LAT] = fixed + sum_edges sum_i p_i c_i, with c_i the edge cost of candidate i (relative to identity)
+and p the distribution the edge is sampled from: in "two" mode the two-way softmax over the sampled
+pair, so that only the sampled alphas get a gradient (the paper's Eq. 4 over the binarized paths).
+"""
+from __future__ import annotations
+
+import torch
+
+from utils.latency_table import LatencyError, LatencyTable, edge_costs, fixed_ms, predict_genotype
+
+
+class LatencyModel:
+    """Expected latency of a supernet, differentiable in its alphas, and predictions for genotypes.
+
+    ``costs``: (E, N) ms per edge and candidate (supernet order, relative to identity), ``fixed``: ms.
+    """
+
+    def __init__(self, table: LatencyTable, supernet, stat: str = "median_ms"):
+        self.table, self.stat = table, stat
+        self.B, self.F = supernet.B, supernet.F
+        self.candidates = tuple(supernet.candidates)
+        self.num_classes = supernet.classifier.out_features
+        table.check(self.B, self.F, self.candidates, num_classes=self.num_classes)
+        self.fixed = fixed_ms(table, self.B, self.F, self.num_classes, stat)
+        self.costs = edge_costs(table, self.B, self.F, self.candidates, stat)
+        self._on: dict[tuple, torch.Tensor] = {}
+
+    def _costs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        key = (str(device), dtype)
+        if key not in self._on:
+            self._on[key] = self.costs.to(device=device, dtype=dtype)
+        return self._on[key]
+
+    def _mask(self, mixed, sampled: bool | None, device) -> torch.Tensor:
+        """True where a candidate is in the distribution: the sampled pair for edges in "two" mode
+        (sampled=None: per edge from its mode; True: wherever a pair was sampled), else all."""
+        E, N = len(mixed), len(self.candidates)
+        rows, cols = [], []
+        for e, m in enumerate(mixed):
+            pair = m.sampled is not None and len(m.sampled) == 2
+            if pair and (sampled or (sampled is None and m.mode == "two")):
+                rows += [e, e]
+                cols += list(m.sampled)
+        mask = torch.ones(E, N, dtype=torch.bool)
+        if rows:
+            r = torch.tensor(rows)
+            mask[r] = False
+            mask[r, torch.tensor(cols)] = True
+        return mask.to(device)
+
+    def probs(self, supernet, sampled: bool | None = None) -> torch.Tensor:
+        """(E, N) the distribution each edge's latency is averaged over; differentiable in alpha."""
+        mixed = supernet.mixed_ops()
+        if len(mixed) != self.costs.shape[0] or tuple(supernet.candidates) != self.candidates:
+            raise LatencyError("this LatencyModel was built for another supernet "
+                               f"(B={self.B} F={self.F} candidates={','.join(self.candidates)})")
+        alphas = torch.stack([m.alpha for m in mixed]).float()
+        mask = self._mask(mixed, sampled, alphas.device)
+        return torch.softmax(alphas.masked_fill(~mask, float("-inf")), dim=1)
+
+    def expected(self, supernet, sampled: bool | None = None) -> torch.Tensor:
+        """E[LAT] (ms, float32 scalar) = fixed + sum_edges sum_i p_i c_i.  In "two" mode p is the
+        two-way softmax over the pair of the last forward (call it inside the gate_mode("two")
+        block, or pass sampled=True), so that only the sampled alphas get a gradient."""
+        p = self.probs(supernet, sampled)
+        return self.fixed + (p * self._costs(p.device, p.dtype)).sum()
+
+    def predict(self, genotype) -> float:
+        """Latency (ms) of a derived network; any genotype whose entries the table holds."""
+        return predict_genotype(self.table, genotype, self.num_classes, self.stat)
+
+    def predict_indices(self, indices) -> float:
+        """Latency of the architecture given by one candidate index per edge (list or (E,) tensor)."""
+        return float(self.predict_batch(torch.as_tensor(indices).reshape(1, -1))[0])
+
+    def predict_batch(self, indices: torch.Tensor) -> torch.Tensor:
+        """(M,) float64 latencies (ms, CPU) of M architectures given as (M, E) candidate indices."""
+        idx = torch.as_tensor(indices, dtype=torch.long).cpu()
+        E = self.costs.shape[0]
+        if idx.dim() != 2 or idx.shape[1] != E:
+            raise LatencyError(f"need one index per edge ({E}) per architecture, got shape {tuple(idx.shape)}")
+        return self.fixed + self.costs[torch.arange(E)[None, :], idx].sum(1)
+
+    def predict_active(self, supernet) -> float:
+        """Latency of the architecture that the supernet's last forward ran (REINFORCE's sample)."""
+        mixed = supernet.mixed_ops()
+        if any(m.active is None for m in mixed):
+            raise LatencyError("the supernet has not run a stochastic forward yet: no active paths")
+        return self.predict_indices([m.active for m in mixed])
+
+
+# ------------------------------------------------------------------ losses and rewards
+def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, target_ms: float, kind: str = "add",
+                 lam: float = 0.1, beta: float = 0.6) -> torch.Tensor:
+    """add: CE + lam * (E[LAT] - T) / T;  mul: CE * (E[LAT] / T) ** beta.
+    (The official code's mul variant is CE * (log E[LAT] / log T) ** beta; the issue asks for the ratio
+    of latencies, which does not depend on the unit of time.)"""
+    if not target_ms > 0:
+        raise LatencyError(f"the target latency must be > 0 ms, got {target_ms}")
+    if kind == "add":
+        return ce + lam * (expected_ms - target_ms) / target_ms
+    if kind == "mul":
+        return ce * (expected_ms / target_ms) ** beta
+    raise LatencyError(f"unknown latency loss {kind!r}; choose add or mul")
+
+
+def reinforce_reward(acc: float, latency_ms: float, target_ms: float, w: float) -> float:
+    """Proxyless-R / MnasNet reward: acc * (LAT / T) ** w, w <= 0 (slower than T costs reward)."""
+    if w > 0:
+        raise LatencyError(f"the latency exponent w must be <= 0, got {w}")
+    if not target_ms > 0 or not latency_ms > 0:
+        raise LatencyError(f"latency and target must be > 0 ms, got {latency_ms} and {target_ms}")
+    return float(acc) * (float(latency_ms) / float(target_ms)) ** w

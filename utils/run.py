@@ -1,0 +1,181 @@
+"""The run scaffold of search_cifar.py and train_cifar.py: the flags both share, the run folder, resume.
+
+* ``get_args_parser(add_help=False)``: the shared flags, defined once, as a parent parser (the way
+  torchvision's references share theirs).  Each script adds its own and may change a default.
+* ``Run``: refuses to start a new run in a folder that holds one; on ``--resume`` loads the checkpoint,
+  checks its kind and the flags that may not change, and restores model, optimizers, scalers and RNG
+  state; writes checkpoints atomically (rank 0 only); counts epochs with ``--stop-after``; and turns
+  a diverged loss into one line that says which checkpoint still holds the last good epoch.
+
+Resume policy (one for both scripts): a resume may change where and how fast a run goes and the step
+sizes that are the remedy for a diverged run, nothing else.  RESUMABLE lists those flags; every other
+flag, ``--amp`` included (bf16 changes the numbers), must be as the checkpoint's run had it.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm import tqdm
+
+from . import distributed as ddp
+from .checkpoint import load_checkpoint, load_fitting, save_checkpoint
+from .data import DataError, Split, load_cifar10, take
+from .device import get_rng_state, set_rng_state
+from .errors import UserError
+from .train import DivergenceError
+
+# where/how fast (not what) a run computes, and the step sizes a diverged run is resumed with
+RESUMABLE = frozenset({"output", "resume", "device", "data", "download", "progress", "tensorboard", "stop_after",
+                       "channels_last", "lr", "arch_lr", "grad_clip"})
+
+
+def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint: str = "checkpoint.pth"
+                    ) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="./data", help="folder holding cifar-10-batches-py (downloaded there if missing)")
+    g.add_argument("--no-download", dest="download", action="store_false", help="never download; fail if data is missing")
+    g.add_argument("--train-subset", type=int, default=None, metavar="N",
+                   help="use a fixed random N of the 50,000 training images (quick runs)")
+    g = p.add_argument_group("run")
+    g.add_argument("--output", default=output, help=f"run directory ({checkpoint}, log.jsonl, config.json, tb/)")
+    g.add_argument("--device", default="auto",
+                   help="auto | cpu | cuda | cuda:N (auto: cuda when available; torchrun: each process its local GPU)")
+    g.add_argument("--seed", type=int, default=0, help="seed of weights, sampling, batches and augmentation")
+    g.add_argument("--amp", default="auto", choices=("auto", "off", "bf16", "fp16"),
+                   help="mixed precision: auto = bf16 on GPUs that support it, fp16 + grad scaler on older ones, "
+                        "off on CPU; bf16 runs on the CPU too")
+    g.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
+                   help="channels_last memory format: auto = on for CUDA and CPU, off elsewhere")
+    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help=f"continue a run from CKPT (default: OUTPUT/{checkpoint}); may change only "
+                        + ", ".join(f"--{k.replace('_', '-')}" for k in sorted(RESUMABLE - {"resume"})))
+    g.add_argument("--stop-after", type=int, default=None, metavar="N",
+                   help="stop after N epochs of this invocation, as if interrupted (resume later)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    g.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard logs")
+    return p
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """The shared flags' own checks (each script checks its own flags too)."""
+    for name in ("train_subset", "stop_after"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+
+
+def load_data(args: argparse.Namespace, info: ddp.DistInfo = ddp.DistInfo()) -> tuple[Split, Split]:
+    """(training set, limited to --train-subset, test set); rank 0 first, as it may download.
+    A DataError comes back in the flags' words."""
+    try:
+        with ddp.main_first(info):
+            train_set, test_set = load_cifar10(args.data, download=args.download)
+    except DataError as e:
+        how = "" if args.download else " (without --no-download it downloads)"
+        raise UserError(f"{e}; --data {args.data} is the folder read{how}") from None
+    return take(train_set, args.train_subset), test_set
+
+
+def use_channels_last(flag: str, device: torch.device) -> bool:
+    return flag == "on" or (flag == "auto" and device.type in ("cuda", "cpu"))
+
+
+def changed_flags(old: dict[str, Any], now: dict[str, Any], allowed: frozenset | set) -> list[str]:
+    """'--flag OLD (now NEW)' for every flag outside ``allowed`` that differs between two runs."""
+    keys = [k for k in sorted(set(old) | set(now)) if k not in allowed and old.get(k) != now.get(k)]
+    return [f"--{k.replace('_', '-')} {old.get(k)} (now {now.get(k)})" for k in keys]
+
+
+def refuse_existing_run(out: Path, markers: tuple[str, ...], what: str,
+                        remedy: str = "continue it with --resume, or choose another --output") -> None:
+    """One guard for every script that writes a run folder: a second run would mix its files with the first."""
+    found = [m for m in markers if (out / m).exists()]
+    if found:
+        raise UserError(f"{out} already holds a {what} ({found[0]}): {remedy}")
+
+
+class Run:
+    """A run folder and its checkpoint.  ``kind``: "search" or "train"; ``checkpoint``: the file name
+    that --resume reads by default; ``may_change``: script-specific flags a resume may change, beyond
+    RESUMABLE; ``check(saved, path)``: script-specific checks of a resumed checkpoint, run first."""
+
+    def __init__(self, args: argparse.Namespace, kind: str, checkpoint: str, *, may_change=(), check=None,
+                 is_main: bool = True):
+        self.args, self.kind, self.is_main = args, kind, is_main
+        self.out = Path(args.output)
+        self.checkpoint = self.out / checkpoint
+        self.saved: dict | None = None
+        self.start_epoch = self.saved_epoch = 0
+        self.finished = False
+        if args.resume is None:
+            refuse_existing_run(self.out, (checkpoint,), f"{kind} run")
+            return
+        path = self.checkpoint if args.resume == "auto" else Path(args.resume)
+        self.saved = load_checkpoint(path, kind=kind)
+        if check is not None:
+            check(self.saved, path)
+        allowed = RESUMABLE | set(may_change)
+        differ = changed_flags(self.saved["args"], vars(args), allowed)
+        if differ:
+            raise UserError(f"checkpoint {path} was made with other settings: " + ", ".join(differ)
+                            + "; a resume may change only where and how fast the run goes, and the step sizes")
+        changed = changed_flags(self.saved["args"], vars(args), frozenset({"resume", "stop_after"}))
+        if changed and is_main:
+            print(f"resuming {path} at epoch {self.saved['epoch']} with " + ", ".join(changed), flush=True)
+        self.start_epoch = self.saved_epoch = self.saved["epoch"]
+
+    @property
+    def resume_epoch(self) -> int | None:
+        return self.start_epoch if self.saved is not None else None
+
+    def restore(self, **stateful) -> None:
+        """Load each object's state from the resumed checkpoint (same keys as ``state``), then the RNG
+        state.  Modules load through load_fitting (a mismatch names the keys); None objects are skipped."""
+        if self.saved is None:
+            return
+        for key, obj in stateful.items():
+            if obj is None or self.saved.get(key) is None:
+                continue
+            if isinstance(obj, torch.nn.Module):
+                load_fitting(obj, self.saved[key], f"checkpoint {self.checkpoint}")
+            else:
+                obj.load_state_dict(self.saved[key])
+        set_rng_state(self.saved["rng"])
+
+    def state(self, epoch: int, **stateful) -> dict[str, Any]:
+        """A checkpoint dict: kind, epoch, args, RNG state and every object's state_dict (None stays None)."""
+        out = {"kind": self.kind, "epoch": epoch, "args": vars(self.args), "rng": get_rng_state()}
+        out.update({k: None if v is None else v.state_dict() for k, v in stateful.items()})
+        return out
+
+    def save(self, state: dict[str, Any], name: str | None = None) -> None:
+        """Atomically, from rank 0 only; the default name is the checkpoint --resume reads."""
+        if self.is_main:
+            save_checkpoint(state, self.out / name if name else self.checkpoint)
+        if name is None:
+            self.saved_epoch = state["epoch"]
+
+    def epochs(self, total: int) -> Iterator[int]:
+        """Epoch indices from the resumed one to ``total``; stops early after --stop-after epochs of
+        this invocation (``finished`` tells which way the loop ended)."""
+        stop_after = self.args.stop_after
+        for n, epoch in enumerate(range(self.start_epoch, total)):
+            yield epoch
+            if stop_after is not None and n + 1 >= stop_after and epoch + 1 < total:
+                if self.is_main:
+                    tqdm.write(f"stopping after {n + 1} epoch(s) as asked; continue with --resume")
+                return
+        self.finished = True
+
+    def diverged(self, error: DivergenceError, epoch: int, remedy: str) -> UserError:
+        """The one line a diverged run ends with: where, which loss, and how to continue."""
+        if self.saved_epoch:
+            where = (f"{self.checkpoint} still holds epoch {self.saved_epoch}: continue it with --resume and "
+                     f"{remedy}")
+        else:
+            where = f"no checkpoint was written: start again with {remedy}"
+        return UserError(f"diverged in epoch {epoch + 1}: {error}; {where}")
