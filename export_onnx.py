@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -113,7 +114,6 @@ def export(model: nn.Module, path: Path, opset: int | None) -> None:
     """
     example = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
     batch = torch.export.Dim("batch", min=1, max=4096)
-    path.parent.mkdir(parents=True, exist_ok=True)
     torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=[INPUT_NAME],
                       output_names=[OUTPUT_NAME], dynamic_shapes={"x": {0: batch}}, opset_version=opset,
                       external_data=False, optimize=True)
@@ -173,6 +173,12 @@ def main(args: argparse.Namespace) -> dict:
 
     out = Path(args.output)
     t0 = time.perf_counter()
+    try:  # checked before the export's minute of work: a folder that cannot be made or written
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):
+            pass
+    except OSError as e:
+        raise UserError(f"--output {out}: cannot write there ({e.strerror or e})") from None
     export(model, out, args.opset)
     onnx.checker.check_model(str(out), full_check=True)
     proto = onnx.load(str(out), load_external_data=False)

@@ -95,14 +95,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError("--reward-w must be <= 0 (a higher latency must not raise the reward)")
 
 
-def check_space(args: argparse.Namespace, saved: dict, path) -> None:
-    """A resumed search must search the same space (named first: the most likely mistake)."""
-    old = saved["args"]
-    if (old["B"], old["F"], list(old["candidates"])) != (args.B, args.F, args.candidates):
-        raise UserError(f"checkpoint {path} is for B={old['B']} F={old['F']} candidates={' '.join(old['candidates'])}; "
-                        f"this run asks for B={args.B} F={args.F} candidates={' '.join(args.candidates)}")
-
-
 def build(args: argparse.Namespace, device: torch.device) -> SimpleNamespace:
     """Data loaders, supernet, weight optimizer and the Architect, as the flags ask."""
     weight_split, arch_split = cifar.split_train(scaffold.load_data(args)[0], args.arch_split)
@@ -171,7 +163,7 @@ def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int) -> di
 def main(args: argparse.Namespace) -> dict:
     check_args(args)
     device = resolve_device(args.device)
-    run = scaffold.Run(args, "search", "checkpoint.pth", check=lambda saved, path: check_space(args, saved, path))
+    run = scaffold.Run(args, "search", "checkpoint.pth", same=("B", "F", "candidates"))  # the space, named first
     run.out.mkdir(parents=True, exist_ok=True)
     seed_everything(args.seed)
     s = build(args, device)

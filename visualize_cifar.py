@@ -18,21 +18,19 @@ import shutil
 from pathlib import Path
 
 import graphviz
-import torch
 
 import genotypes
 from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, NUM_STAGES, OP_CODES,
                           OP_FAMILY, PRIMITIVES, STEM_CHANNELS, block_plan)
 from utils.errors import UserError, run_cli
-from utils.checkpoint import load_checkpoint
+from utils.checkpoint import CheckpointError, load_search_alphas
 
 INSTALL_HINT = ("install Graphviz to render the pictures: apt-get install graphviz (Debian/Ubuntu), "
                 "brew install graphviz (macOS), conda install -c conda-forge graphviz (conda); "
                 "the .gv sources were written and can be rendered later with dot -Tpng FILE.gv -o FILE.png")
 FONT = "Helvetica"
 
-OP_LABEL = {"sep_3x3": "sep 3×3", "sep_5x5": "sep 5×5", "sep_7x7": "sep 7×7", "dil_sep_3x3": "dil sep 3×3",
-            "avg_pool_3x3": "avg pool 3×3", "max_pool_3x3": "max pool 3×3", "identity": "identity"}
+OP_LABEL = {op: re.sub(r"(\d)x(\d)", r"\1×\2", op.replace("_", " ")) for op in PRIMITIVES}  # "sep 3×3"
 # Colour-blind-safe hues (Okabe-Ito) per family; the op heat map uses shades of the family hue.
 FAMILY_COLOR = {"sep_conv": "#0072B2", "dil_conv": "#D55E00", "pool": "#009E73", "skip": "#7F7F7F"}
 OP_COLOR = {"sep_3x3": "#C6DBEF", "sep_5x5": "#6BAED6", "sep_7x7": "#08519C", "dil_sep_3x3": "#E6803C",
@@ -82,6 +80,15 @@ def _stage_blocks(B: int) -> list[range]:
 
 
 # ------------------------------------------------------------------ (a) the cell
+def _point(g: graphviz.Digraph, name: str) -> None:
+    """A copy point: one tensor feeding several edges."""
+    g.node(name, "", shape="circle", style="filled", fillcolor="#333333", width="0.1", height="0.1", fixedsize="true")
+
+
+def _add(g: graphviz.Digraph, name: str) -> None:
+    g.node(name, "+", shape="circle", style="", width="0.26", fixedsize="true", fontsize="14")
+
+
 def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "") -> graphviz.Digraph:
     """The tree cell of ``block``: split/copy/add points as nodes, each searchable edge an arrow
     labelled with its op (coloured by family) and carrying ``id`` = its edge name (EDGE_NAMES)."""
@@ -100,21 +107,14 @@ def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "") ->
         g.edge(src, dst, label=label, color=color, penwidth="2.2", id=EDGE_NAMES[edge],
                tooltip=f"{EDGE_NAMES[edge]}: {op}", style="dashed" if op == "identity" else "solid")
 
-    def point(name: str) -> None:  # a copy point: one tensor feeding several edges
-        g.node(name, "", shape="circle", style="filled", fillcolor="#333333", width="0.1", height="0.1",
-               fixedsize="true")
-
-    def add(name: str) -> None:
-        g.node(name, "+", shape="circle", style="", width="0.26", fixedsize="true", fontsize="14")
-
     def subtree(src: str, tree: tuple, sink: str) -> None:
         """Edges of ``tree`` from ``src``; a child tree hangs under a copy point and sums into an add."""
         for edge, child in tree:
             if child is None:
                 op_edge(src, sink, edge)
                 continue
-            point(f"copy{edge}")
-            add(f"add{edge}")
+            _point(g, f"copy{edge}")
+            _add(g, f"add{edge}")
             op_edge(src, f"copy{edge}", edge)
             subtree(f"copy{edge}", child, f"add{edge}")
             g.edge(f"add{edge}", sink)
@@ -124,14 +124,14 @@ def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "") ->
     g.node("split", f"split\n{len(CELL_TREES) * w} → {' | '.join([str(w)] * len(CELL_TREES))}")
     stride = f", stride {spec.stride}" if spec.stride > 1 else ""
     g.edge("input", "split", label=f"BN-ReLU-GConv 3×3 (g=2)\n{w} → {2 * w}{stride} + shuffle", penwidth="1.4")
-    add("sum")
+    _add(g, "sum")
     for h, tree in enumerate(CELL_TREES):
-        point(f"half{h}")
+        _point(g, f"half{h}")
         g.edge("split", f"half{h}", label=f"half {h}", fontcolor="#555555")
-        add(f"tree{h}")
+        _add(g, f"tree{h}")
         subtree(f"half{h}", tree, f"tree{h}")
         g.node(f"bn{h}", "BN")
-        add(f"res{h}")
+        _add(g, f"res{h}")
         g.edge(f"tree{h}", f"bn{h}")
         g.edge(f"bn{h}", f"res{h}")
         g.edge(f"half{h}", f"res{h}", style="dotted", color="#555555", label="residual", fontcolor="#555555",
@@ -288,52 +288,6 @@ def alpha_graph(probs: list[list[list[float]]], candidates: list[str], B: int, t
     return _table_figure("alpha", head, rows, legend)
 
 
-# ------------------------------------------------------------------ search checkpoints
-_ALPHA_KEY = re.compile(r"^blocks\.(\d+)\.cell\.edges\.(\d+)\.alpha$")
-
-
-def load_search_alphas(path: str) -> tuple[list[list[list[float]]], list[str], int, int]:
-    """(probs[block][edge][i], candidates, B, F) from a search checkpoint (softmax of the alphas)."""
-    ckpt = load_checkpoint(path)
-    where = f"--checkpoint {path}"
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "args" not in ckpt:
-        raise UserError(f"{where}: expected a search checkpoint (a dict with 'model' and 'args'), "
-                        f"as written by search_cifar.py to RUN_DIR/checkpoint.pth")
-    if ckpt.get("kind") not in (None, "search"):
-        raise UserError(f"{where} is a {ckpt.get('kind')!r} checkpoint; alphas live in a search checkpoint "
-                        f"(search_cifar.py's RUN_DIR/checkpoint.pth)")
-    args = ckpt["args"]
-    missing = [k for k in ("B", "F", "candidates") if k not in args] if isinstance(args, dict) else ["(not a dict)"]
-    if missing:
-        raise UserError(f"{where}: its 'args' lack {', '.join(missing)}")
-    B, F, candidates = int(args["B"]), int(args["F"]), list(args["candidates"])
-    unknown = [c for c in candidates if c not in PRIMITIVES]
-    if unknown:
-        raise UserError(f"{where}: unknown candidate op(s) {', '.join(map(str, unknown))} in its 'args'")
-    n_blocks = NUM_STAGES * B
-    alphas: dict[tuple[int, int], torch.Tensor] = {}
-    for key, value in ckpt["model"].items():
-        m = _ALPHA_KEY.match(key)
-        if m:
-            alphas[int(m.group(1)), int(m.group(2))] = value
-    want = [(k, e) for k in range(n_blocks) for e in range(EDGES_PER_CELL)]
-    lacking = [f"blocks.{k}.cell.edges.{e}.alpha" for k, e in want if (k, e) not in alphas]
-    if lacking or len(alphas) != len(want):
-        raise UserError(f"{where}: expected {len(want)} alpha tensors for B={B}; "
-                        f"missing e.g. {', '.join(lacking[:3]) or '(none)'}, found {len(alphas)}")
-    probs = []
-    for k in range(n_blocks):
-        row = []
-        for e in range(EDGES_PER_CELL):
-            a = alphas[k, e]
-            if a.shape != (len(candidates),):
-                raise UserError(f"{where}: blocks.{k}.cell.edges.{e}.alpha has shape {tuple(a.shape)}, "
-                                f"expected ({len(candidates)},) for candidates {candidates}")
-            row.append(torch.softmax(a.detach().float(), 0).tolist())
-        probs.append(row)
-    return probs, candidates, B, F
-
-
 def argmax_genotype(probs: list[list[list[float]]], candidates: list[str], B: int, F: int) -> genotypes.Genotype:
     ops = [[candidates[max(range(len(p)), key=p.__getitem__)] for p in block] for block in probs]
     return genotypes.Genotype(B, F, ops)
@@ -381,7 +335,10 @@ def main(args: argparse.Namespace) -> list[Path]:
         genotype = genotypes.get(args.genotype)
         title = Path(args.genotype).stem if Path(args.genotype).suffix == ".json" else args.genotype
     if args.checkpoint is not None:
-        probs, candidates, B, F = load_search_alphas(args.checkpoint)
+        try:
+            probs, candidates, B, F = load_search_alphas(args.checkpoint)
+        except CheckpointError as e:
+            raise UserError(f"--checkpoint {e}") from None
         graphs["alpha"] = alpha_graph(probs, candidates, B, title=f"search B={B}, F={F}")
         if genotype is None:
             genotype, title = argmax_genotype(probs, candidates, B, F), "argmax of the search"

@@ -3,7 +3,7 @@
     python bench/memory.py                # B=2 F=128 batch 32 (about a minute on 2 cores)
     python bench/memory.py --B 1 --F 64   # quicker
 
-Claims checked (DESIGN.md): an architecture step in "two" mode saves the same memory whether the
+Claims checked (docs/design.md): an architecture step in "two" mode saves the same memory whether the
 edges hold 7 or 2 candidates (target <= 1.05), and at most 2.2x a training step of the derived
 network; a weight step saves what the derived network's step saves.  "full" mode (all N paths'
 outputs kept) is printed for contrast: it grows with N.  See bench/profiling.py for how bytes are

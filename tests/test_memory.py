@@ -1,4 +1,4 @@
-"""The memory claim (DESIGN.md), small: what bench/memory.py measures, asserted at B=1 F=64."""
+"""The memory claim (docs/design.md), small: what bench/memory.py measures, asserted at B=1 F=64."""
 import pytest
 import torch
 

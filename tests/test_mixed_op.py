@@ -19,7 +19,7 @@ def _mixed_op(seed: int) -> MixedOp:
 
 
 def _expected_alpha_grad(op: MixedOp, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """The DESIGN.md formula, computed here from scratch: with S the sampled set,
+    """The docs/design.md formula, computed here from scratch: with S the sampled set,
     p~ = softmax(alpha_S), dL/dg_j = <dL/dy, o_j(x)>, dL/dalpha_i = sum_j dL/dg_j p~_j (delta_ij - p~_i)."""
     S = list(op.sampled)
     with torch.no_grad():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, IO
 
@@ -12,6 +13,7 @@ import torch
 
 from models.genotype import Genotype
 from models.proxyless_nas import build_supernet
+from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
 
 from .errors import UserError
 
@@ -106,3 +108,42 @@ def load_search_weights(net: torch.nn.Module, genotype: Genotype, path: str | os
         supernet = build_supernet(a["B"], a["F"], a["candidates"])
     load_fitting(supernet, saved["model"], f"search checkpoint {path}")
     load_fitting(net, supernet.derived_state_dict(genotype), f"search checkpoint {path}")
+
+
+_ALPHA_KEY = re.compile(r"^blocks\.(\d+)\.cell\.edges\.(\d+)\.alpha$")
+
+
+def load_search_alphas(path: str | os.PathLike) -> tuple[list[list[list[float]]], list[str], int, int]:
+    """(probs[block][edge][i], candidates, B, F) from a search checkpoint (softmax of the alphas)."""
+    where = str(path)
+    ckpt = load_checkpoint(path, kind="search")  # written by search_cifar.py to RUN_DIR/checkpoint.pth
+    args = ckpt["args"]
+    missing = [k for k in ("B", "F", "candidates") if k not in args] if isinstance(args, dict) else ["(not a dict)"]
+    if missing:
+        raise CheckpointError(f"{where}: its 'args' lack {', '.join(missing)}")
+    B, F, candidates = int(args["B"]), int(args["F"]), list(args["candidates"])
+    unknown = [c for c in candidates if c not in PRIMITIVES]
+    if unknown:
+        raise CheckpointError(f"{where}: unknown candidate op(s) {', '.join(map(str, unknown))} in its 'args'")
+    n_blocks = NUM_STAGES * B
+    alphas: dict[tuple[int, int], torch.Tensor] = {}
+    for key, value in ckpt["model"].items():
+        m = _ALPHA_KEY.match(key)
+        if m:
+            alphas[int(m.group(1)), int(m.group(2))] = value
+    want = [(k, e) for k in range(n_blocks) for e in range(EDGES_PER_CELL)]
+    lacking = [f"blocks.{k}.cell.edges.{e}.alpha" for k, e in want if (k, e) not in alphas]
+    if lacking or len(alphas) != len(want):
+        raise CheckpointError(f"{where}: expected {len(want)} alpha tensors for B={B}; "
+                        f"missing e.g. {', '.join(lacking[:3]) or '(none)'}, found {len(alphas)}")
+    probs = []
+    for k in range(n_blocks):
+        row = []
+        for e in range(EDGES_PER_CELL):
+            a = alphas[k, e]
+            if a.shape != (len(candidates),):
+                raise CheckpointError(f"{where}: blocks.{k}.cell.edges.{e}.alpha has shape {tuple(a.shape)}, "
+                                f"expected ({len(candidates)},) for candidates {candidates}")
+            row.append(torch.softmax(a.detach().float(), 0).tolist())
+        probs.append(row)
+    return probs, candidates, B, F

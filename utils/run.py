@@ -98,12 +98,17 @@ def refuse_existing_run(out: Path, markers: tuple[str, ...], what: str,
         raise UserError(f"{out} already holds a {what} ({found[0]}): {remedy}")
 
 
+def _describe(flags: dict[str, Any]) -> str:
+    return " ".join(f"{k}={' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in flags.items())
+
+
 class Run:
     """A run folder and its checkpoint.  ``kind``: "search" or "train"; ``checkpoint``: the file name
     that --resume reads by default; ``may_change``: script-specific flags a resume may change, beyond
-    RESUMABLE; ``check(saved, path)``: script-specific checks of a resumed checkpoint, run first."""
+    RESUMABLE; ``same``: flags that name what is being run (e.g. the search space), compared first with
+    a message of their own; ``check(saved, path)``: script-specific checks of a resumed checkpoint."""
 
-    def __init__(self, args: argparse.Namespace, kind: str, checkpoint: str, *, may_change=(), check=None,
+    def __init__(self, args: argparse.Namespace, kind: str, checkpoint: str, *, may_change=(), same=(), check=None,
                  is_main: bool = True):
         self.args, self.kind, self.is_main = args, kind, is_main
         self.out = Path(args.output)
@@ -116,6 +121,9 @@ class Run:
             return
         path = self.checkpoint if args.resume == "auto" else Path(args.resume)
         self.saved = load_checkpoint(path, kind=kind)
+        old, now = ({k: d.get(k) for k in same} for d in (self.saved["args"], vars(args)))
+        if old != now:
+            raise UserError(f"checkpoint {path} is for {_describe(old)}; this run asks for {_describe(now)}")
         if check is not None:
             check(self.saved, path)
         allowed = RESUMABLE | set(may_change)
