@@ -130,6 +130,7 @@ def eval_only(args, device, info: ddp.DistInfo) -> dict:
 def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> SimpleNamespace:
     """Loaders, the network (init-from / DDP / sync BN / compile), optimizer and AMP, restored on resume."""
     s = SimpleNamespace(channels_last=scaffold.use_channels_last(args.channels_last, device),
+                        base_lr=args.lr * args.batch_size / 64,  # the lr scales with the global batch
                         amp=make_amp(device, args.amp), criterion=nn.CrossEntropyLoss(label_smoothing=args.label_smoothing))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
@@ -174,12 +175,11 @@ def train(args, device, info: ddp.DistInfo) -> dict:
     s.best = {"acc": 0.0, "epoch": 0, "wall": 0.0} if run.saved is None else {
         "acc": run.saved["best_acc"], "epoch": run.saved["best_epoch"], "wall": run.saved["wall_time_s"]}
     s.log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
-    base_lr = args.lr * args.batch_size / 64
     if info.is_main:
         save_json({**vars(args), "genotype_resolved": genotype.to_dict()}, run.out / "config.json")
         print(f"train: B={genotype.B} F={genotype.F} params={count_parameters(s.net):,} multiply-adds={madds / 1e6:.1f}M "
               f"device={describe(device)} processes={info.world_size} amp={s.amp.name} "
-              f"channels_last={s.channels_last} compile={args.compile} batch={args.batch_size} lr={base_lr:g} "
+              f"channels_last={s.channels_last} compile={args.compile} batch={args.batch_size} lr={s.base_lr:g} "
               f"epochs={args.epochs} steps/epoch={len(s.train_loader)} train={len(s.train_set)} run={run.out}",
               flush=True)
     progress, test = args.progress and info.is_main, {"loss": float("nan"), "acc": float("nan")}
@@ -195,7 +195,7 @@ def train(args, device, info: ddp.DistInfo) -> dict:
                "final_test_acc": test["acc"], "final_test_loss": test["loss"], "best_test_acc": s.best["acc"],
                "best_epoch": s.best["epoch"], "params": count_parameters(s.net), "multiply_adds": madds,
                "epochs": args.epochs, "wall_time_s": s.best["wall"], "device": describe(device),
-               "processes": info.world_size, "amp": s.amp.name, "global_batch_size": args.batch_size, "lr": base_lr}
+               "processes": info.world_size, "amp": s.amp.name, "global_batch_size": args.batch_size, "lr": s.base_lr}
     if info.is_main:
         save_json(results, run.out / "results.json")
         print(f"final_test_acc={test['acc']:.2f}\nbest_test_acc={s.best['acc']:.2f}", flush=True)
@@ -206,12 +206,11 @@ def train_epoch(s: SimpleNamespace, args, run: scaffold.Run, info: ddp.DistInfo,
                 genotype) -> dict[str, float]:
     """One epoch of training, the test-set evaluation, the log record and the checkpoints."""
     t0, spe = time.perf_counter(), len(s.train_loader)
-    base_lr = args.lr * args.batch_size / 64
     total, warm = args.epochs * spe, round(args.warmup_epochs * spe)
     progress = args.progress and info.is_main
     try:
         tr = train_one_epoch(s.model, s.train_loader, s.optimizer, criterion=s.criterion, amp=s.amp,
-                             lr_at=lambda step: cosine_lr(base_lr, step, total, warm), first_step=epoch * spe,
+                             lr_at=lambda step: cosine_lr(s.base_lr, step, total, warm), first_step=epoch * spe,
                              desc=f"epoch {epoch + 1}/{args.epochs}", progress=progress)
     except DivergenceError as e:
         s.log.close()

@@ -51,8 +51,10 @@ def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint
     g.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="channels_last memory format: auto = on for CUDA and CPU, off elsewhere")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help=f"continue a run from CKPT (default: OUTPUT/{checkpoint}); may change only "
-                        + ", ".join(f"--{k.replace('_', '-')}" for k in sorted(RESUMABLE - {"resume"})))
+                   help=f"continue a run from CKPT (default: OUTPUT/{checkpoint}); a resume may change where and how "
+                        "fast it runs (--output --device --data --no-download --no-progress --no-tensorboard "
+                        "--stop-after --channels-last; training also --compile --eval-batch-size) and the step sizes "
+                        "(--lr --arch-lr --grad-clip), nothing else")
     g.add_argument("--stop-after", type=int, default=None, metavar="N",
                    help="stop after N epochs of this invocation, as if interrupted (resume later)")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
@@ -119,7 +121,7 @@ class Run:
         if args.resume is None:
             refuse_existing_run(self.out, (checkpoint,), f"{kind} run")
             return
-        path = self.checkpoint if args.resume == "auto" else Path(args.resume)
+        self.path = path = self.checkpoint if args.resume == "auto" else Path(args.resume)
         self.saved = load_checkpoint(path, kind=kind)
         old, now = ({k: d.get(k) for k in same} for d in (self.saved["args"], vars(args)))
         if old != now:
@@ -149,7 +151,7 @@ class Run:
             if obj is None or self.saved.get(key) is None:
                 continue
             if isinstance(obj, torch.nn.Module):
-                load_fitting(obj, self.saved[key], f"checkpoint {self.checkpoint}")
+                load_fitting(obj, self.saved[key], f"checkpoint {self.path}")
             else:
                 obj.load_state_dict(self.saved[key])
         set_rng_state(self.saved["rng"])
