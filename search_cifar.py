@@ -19,13 +19,14 @@ import torch.nn as nn
 from models import PRIMITIVES, build_supernet, check_candidates, count_parameters
 from models.space import check_macro
 from utils import data as cifar
+from utils import distributed as ddp
 from utils import run as scaffold
 from utils.architect import Architect, LatencyTerm
 from utils.checkpoint import save_genotype, save_json
 from utils.device import resolve_device, seed_everything
 from utils.errors import UserError, run_cli
 from utils.runlog import EpochLog
-from utils.train import DivergenceError, Meter, cosine_lr, evaluate, make_amp, param_groups, train_one_epoch
+from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_groups, train_one_epoch
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -52,6 +53,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (authors' CIFAR: 0.9)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="on conv/linear weights (authors' CIFAR: 1e-4)")
     g.add_argument("--grad-clip", type=float, default=0.0, help="clip the weights' gradient norm (0 = off)")
+    g.add_argument("--sync-bn", action="store_true",
+                   help="with torchrun: BatchNorm statistics over the global batch (default: per process)")
     g = p.add_argument_group("architecture")
     g.add_argument("--algo", choices=("gradient", "reinforce"), default="gradient",
                    help="Proxyless-G (binary-gate gradients) or Proxyless-R (REINFORCE)")
@@ -79,116 +82,112 @@ def check_args(args: argparse.Namespace) -> None:
     scaffold.check_args(args)
     args.candidates = list(check_candidates(args.candidates))
     check_macro(args.B, args.F)
-    for name in ("epochs", "batch_size", "arch_batch_size", "arch_every", "reinforce_samples"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.warmup_epochs < 0:
-        raise UserError("--warmup-epochs must be >= 0")
+    small = [n for n in ("epochs", "batch_size", "arch_batch_size", "arch_every", "reinforce_samples") if getattr(args, n) < 1]
+    for ok, msg in ((not small, f"--{small[0].replace('_', '-')} must be >= 1" if small else ""),
+                    (args.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
+                    ((args.latency_table is None) == (args.target_latency is None),
+                     "--latency-table and --target-latency go together"),
+                    (args.target_latency is None or args.target_latency > 0, "--target-latency must be > 0 (ms)"),
+                    (args.reward_w <= 0, "--reward-w must be <= 0 (a higher latency must not raise the reward)")):
+        if not ok:
+            raise UserError(msg)
     args.arch_betas = [float(b) for b in args.arch_betas]
     if args.arch_lr is None:
         args.arch_lr = 0.006 if args.algo == "gradient" else 0.01
-    if (args.latency_table is None) != (args.target_latency is None):
-        raise UserError("--latency-table and --target-latency go together")
-    if args.target_latency is not None and args.target_latency <= 0:
-        raise UserError("--target-latency must be > 0 (ms)")
-    if args.reward_w > 0:
-        raise UserError("--reward-w must be <= 0 (a higher latency must not raise the reward)")
 
 
-def build(args: argparse.Namespace, device: torch.device) -> SimpleNamespace:
-    """Data loaders, supernet, weight optimizer and the Architect, as the flags ask."""
-    weight_split, arch_split = cifar.split_train(scaffold.load_data(args)[0], args.arch_split)
+def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) -> SimpleNamespace:
+    """Data loaders (each process its shard of every batch), supernet, weight optimizer, the Architect."""
+    weight_split, arch_split = cifar.split_train(scaffold.load_data(args, info)[0], args.arch_split)
     kw = dict(device=device, channels_last=args.channels_last == "on")
-    s = SimpleNamespace(splits=(len(weight_split), len(arch_split)))
-    s.train_loader = cifar.BatchLoader(weight_split, args.batch_size, train=True, name="weights split", **kw)
+    shard = dict(rank=info.rank, world_size=info.world_size, **kw)
+    s = SimpleNamespace(splits=(len(weight_split), len(arch_split)), sync=ddp.Sync(info), info=info)
+    s.train_loader = cifar.BatchLoader(weight_split, args.batch_size // info.world_size, train=True,
+                                       augment=args.augment, name="weights split", **shard)
     # architecture batches: reshuffled, not augmented (they measure the current network)
-    s.arch_loader = cifar.BatchLoader(arch_split, args.arch_batch_size, train=True, augment=False,
-                                      name="architecture split", **kw)
-    s.valid_loader = cifar.BatchLoader(arch_split, max(args.arch_batch_size, 256), train=False, **kw)
-    s.supernet = build_supernet(args.B, args.F, args.candidates).to(device)
-    if args.channels_last == "on":
-        s.supernet = s.supernet.to(memory_format=torch.channels_last)
+    s.arch_loader = cifar.BatchLoader(arch_split, args.arch_batch_size // info.world_size, train=True, augment=False,
+                                      name="architecture split", **shard)
+    s.valid_loader = ddp.test_loader(arch_split, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
+                                     "architecture split")
+    s.supernet = build_supernet(args.B, args.F, args.candidates).to(
+        device, memory_format=torch.channels_last if kw["channels_last"] else torch.contiguous_format)
+    if args.sync_bn and info.enabled:
+        s.supernet = ddp.convert_sync_batchnorm(s.supernet, device)
     s.w_opt = torch.optim.SGD(param_groups(s.supernet, args.weight_decay, params=s.supernet.weight_parameters()),
                               lr=args.lr, momentum=args.momentum, nesterov=True)
-    a_opt = torch.optim.Adam(s.supernet.arch_parameters(), lr=args.arch_lr, betas=tuple(args.arch_betas),
-                             eps=args.arch_eps, weight_decay=0.0)
     s.amp, s.criterion = make_amp(device, args.amp), nn.CrossEntropyLoss()
-    s.latency = None if args.latency_table is None else LatencyTerm.from_table(
+    latency = None if args.latency_table is None else LatencyTerm.from_table(
         args.latency_table, s.supernet, args.target_latency, kind=args.latency_loss, lam=args.latency_lambda,
         beta=args.latency_beta, w=args.reward_w)
-    s.architect = Architect(s.supernet, a_opt, make_amp(device, args.amp), s.criterion, algo=args.algo,
-                            mode=args.arch_mode, latency=s.latency, samples=args.reinforce_samples,
-                            baseline_decay=args.baseline_decay)
+    s.architect = Architect(s.supernet, make_amp(device, args.amp), s.criterion, lr=args.arch_lr,
+                            betas=tuple(args.arch_betas), eps=args.arch_eps, algo=args.algo, mode=args.arch_mode,
+                            latency=latency, samples=args.reinforce_samples, baseline_decay=args.baseline_decay,
+                            sync=s.sync)
     return s
 
 
-def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int) -> dict:
+def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, device) -> dict:
     """One epoch of weight steps (warm-up: uniform paths; search: sampled paths plus an architecture
     step every K weight steps), then the epoch's evaluation record."""
     t0, warm = time.perf_counter(), epoch < args.warmup_epochs
     phase_epoch, phase_len = (epoch, args.warmup_epochs) if warm else (epoch - args.warmup_epochs, args.epochs)
-    arch_iter = cifar.endless(s.arch_loader)  # made per epoch: a resumed epoch draws the same batches
-    arch_meter, spe = Meter(s.train_loader.labels.device, "architecture loss"), len(s.train_loader)
-
-    def arch_hook(i: int) -> None:
-        if (i + 1) % args.arch_every == 0:
-            x, y = next(arch_iter)
-            arch_meter.update(*s.architect.step(x, y), y, step=i)
-            arch_meter.check()  # one sync, as each forward's path sampling has anyway
+    arch_meter, spe = Meter(device, "architecture loss"), len(s.train_loader)
+    # the batch iterator is made per epoch: a resumed epoch draws the same batches
+    arch_hook = s.architect.hook(args.arch_every, cifar.endless(s.arch_loader), arch_meter)
+    s.sync.reset()
 
     with s.supernet.gate_mode("uniform" if warm else "sample"):
         train = train_one_epoch(
             s.supernet, s.train_loader, s.w_opt, criterion=s.criterion, amp=s.amp,
             lr_at=lambda step: cosine_lr(args.lr, step, phase_len * spe), first_step=phase_epoch * spe,
             step_hook=None if warm else arch_hook, grad_clip=args.grad_clip, check_every=1,
+            grad_sync=(lambda params: s.sync.grads(params, "weights")) if s.info.enabled else None,
             desc=f"epoch {epoch + 1}/{args.warmup_epochs + args.epochs} {'warm-up' if warm else 'search'}",
-            progress=args.progress)
-    with s.supernet.gate_mode("sample"):
-        sampled = evaluate(s.supernet, s.valid_loader, criterion=s.criterion, amp=s.amp, progress=False)
-    with s.supernet.gate_mode("argmax"):
-        argmax = evaluate(s.supernet, s.valid_loader, criterion=s.criterion, amp=s.amp, progress=False)
+            progress=args.progress and s.info.is_main)
+    comm = s.sync.counts()
+    s.sync.check_same("the sampled paths and alpha", s.supernet.path_digest, s.supernet.alphas())
+    train = ddp.reduce_train(train, s.info, device)
     record = {"epoch": epoch + 1, "phase": "warmup" if warm else "search", "lr": train["lr"],
-              "train_loss": train["loss"], "train_acc": train["acc"], "valid_loss": sampled["loss"],
-              "valid_acc": sampled["acc"], "valid_argmax_loss": argmax["loss"], "valid_argmax_acc": argmax["acc"],
-              "entropy": s.supernet.entropy(), "images_per_s": train["images_per_s"],
-              "epoch_time_s": time.perf_counter() - t0}
+              "train_loss": train["loss"], "train_acc": train["acc"], **s.architect.evaluate(s.valid_loader, s.amp, s.info),
+              "images_per_s": train["images_per_s"], "epoch_time_s": time.perf_counter() - t0}
     if arch_meter.n:
-        r = arch_meter.result()
-        record.update(arch_loss=r["loss"], arch_acc=r["acc"])
-    if s.latency is not None:
-        record.update(s.latency.record(s.supernet))
-    return record
+        record.update({f"arch_{k}": v for k, v in ddp.reduce_train(arch_meter.result(), s.info, device).items()})
+    return {**record, **comm, "arch_steps": arch_meter.updates, "weight_steps": spe}
 
 
 def main(args: argparse.Namespace) -> dict:
     check_args(args)
-    device = resolve_device(args.device)
-    run = scaffold.Run(args, "search", "checkpoint.pth", same=("B", "F", "candidates"))  # the space, named first
-    run.out.mkdir(parents=True, exist_ok=True)
-    seed_everything(args.seed)
-    s = build(args, device)
+    with ddp.process_group(resolve_device(args.device)) as (info, device):
+        return search(args, info, device)
+
+
+def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -> dict:
+    scaffold.check_world(args, info.world_size, ("batch_size", "arch_batch_size"))
+    run = scaffold.Run(args, "search", "checkpoint.pth", same=("B", "F", "candidates"), is_main=info.is_main)
+    seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths
+    s = build(args, device, info)
     run.restore(model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect)
-    save_json(vars(args), run.out / "config.json")
-    log = EpochLog(run.out, args.tensorboard, resume_epoch=run.resume_epoch)
-    print(f"search: B={args.B} F={args.F} candidates={len(args.candidates)} algo={args.algo} device={device} "
-          f"amp={s.amp.name} params={count_parameters(s.supernet):,} splits={s.splits[0]}/{s.splits[1]} "
-          f"epochs={args.warmup_epochs}+{args.epochs} run={run.out}", flush=True)
+    log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
+    if info.is_main:
+        save_json(vars(args), run.out / "config.json")
+        print(f"search: B={args.B} F={args.F} candidates={len(args.candidates)} algo={args.algo} device={device} "
+              f"processes={info.world_size} amp={s.amp.name} params={count_parameters(s.supernet):,} "
+              f"splits={s.splits[0]}/{s.splits[1]} epochs={args.warmup_epochs}+{args.epochs} run={run.out}", flush=True)
     for epoch in run.epochs(args.warmup_epochs + args.epochs):
         try:
-            record = search_epoch(s, args, epoch)
+            record = search_epoch(s, args, epoch, device)
         except DivergenceError as e:
             log.close()
             raise run.diverged(e, epoch, "a lower --arch-lr" if e.what.startswith("arch") else "a lower --lr") from None
         genotype = s.supernet.derive()
         log.write(record, extra={"genotype": genotype.to_dict()})
-        if log.writer is not None:
-            s.architect.tensorboard(log.writer, record["epoch"])
-        save_genotype(genotype, run.out / "genotype.json")
+        s.architect.tensorboard(log.writer, record["epoch"])
+        if info.is_main:
+            save_genotype(genotype, run.out / "genotype.json")
         run.save({**run.state(epoch + 1, model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect),
                   "genotype": genotype.to_dict()})
     genotype = s.supernet.derive()
-    if run.finished:
-        save_genotype(genotype, run.out / "genotype.json")
+    if run.finished and info.is_main:  # (genotype.json: the same, written with the last epoch)
         save_genotype(genotype, run.out / "genotype_final.json")
         counts = ", ".join(f"{k} {v}" for k, v in genotype.op_counts().items() if v)
         print(f"final genotype: {run.out / 'genotype_final.json'} ({counts})", flush=True)

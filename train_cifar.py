@@ -48,8 +48,6 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="start from the supernet weights of the chosen ops in this search checkpoint")
     g = p.add_argument_group("augmentation")
     g.add_argument("--cutout", type=int, default=16, help="cutout square side in pixels, 0 = off (authors: 16)")
-    g.add_argument("--no-augment", dest="augment", action="store_false",
-                   help="no random crop, flip or cutout (deterministic batches, e.g. for DDP equivalence checks)")
     g = p.add_argument_group("recipe")
     g.add_argument("--epochs", type=int, default=300, help="training epochs (paper: 300)")
     g.add_argument("--batch-size", type=int, default=64,
@@ -104,11 +102,8 @@ def checkpoint_genotype(saved: dict, requested: str | None, path) -> genotypes.G
 
 def main(args: argparse.Namespace) -> dict:
     check_args(args)
-    info, device = ddp.init_distributed(resolve_device(args.device))
-    try:
+    with ddp.process_group(resolve_device(args.device)) as (info, device):
         return eval_only(args, device, info) if args.eval_only else train(args, device, info)
-    finally:
-        ddp.cleanup()
 
 
 def eval_only(args, device, info: ddp.DistInfo) -> dict:
@@ -166,9 +161,7 @@ def train(args, device, info: ddp.DistInfo) -> dict:
                        check=lambda saved, path: checkpoint_genotype(saved, args.genotype, path))
     genotype = (checkpoint_genotype(run.saved, None, run.checkpoint) if run.saved
                 else genotypes.get(args.genotype or DEFAULT_GENOTYPE))
-    if args.batch_size % info.world_size:
-        raise UserError(f"--batch-size {args.batch_size} (the global batch) must be divisible by the "
-                        f"{info.world_size} processes")
+    scaffold.check_world(args, info.world_size)
     madds = multiply_adds(genotype)
     seed_everything(args.seed)  # the same seed on every process: same init, batch order and drops
     s = setup(args, device, info, run, genotype)

@@ -77,6 +77,9 @@ class SuperNet(TreeNet):
         super().__init__(B, F, lambda b, e, c: MixedOp(c, self.candidates), num_classes)
         self._mixed = [m for m in self.modules() if isinstance(m, MixedOp)]
         self._before = None  # (pairs, alphas of the pairs) of the last "two"-mode sampling
+        # a running digest of every sampled path (< 2**52: exact in float64), so that data-parallel
+        # processes can check that they computed the same architectures (utils.distributed.Sync)
+        self.path_digest = 0
         assert len(self._mixed) == len(self.plan) * EDGES_PER_CELL
 
     # ---- parameters
@@ -121,6 +124,7 @@ class SuperNet(TreeNet):
         mode = self._mixed[0].mode
         alphas = self.alphas()
         sampled, active = sample_paths(alphas, mode)
+        self.path_digest = (self.path_digest * 1_000_003 + hash((tuple(sampled), tuple(active)))) % (1 << 52)
         index = [None] * len(sampled)
         if mode in ("two", "full"):
             pairs = torch.tensor(sampled, device=alphas.device)  # one copy for all edges

@@ -17,13 +17,14 @@ REINFORCE reward is acc x (LAT/T)^w (utils/objective.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
 from .latency_table import LatencyTable
 from .objective import LatencyModel, latency_loss, reinforce_reward
-from .train import Amp, backward_step, frozen
+from .distributed import DistInfo, Sync, evaluate_all
+from .train import Amp, GradSync, Meter, backward_step, frozen
 
 Reward = Callable[[torch.Tensor, torch.Tensor, object], float]  # (logits, y, supernet) -> reward
 
@@ -60,17 +61,19 @@ class LatencyTerm:
 
 
 def gradient_arch_step(supernet, x, y, criterion, optimizer, amp: Amp, mode: str, weight_params,
-                       latency: LatencyTerm | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       latency: LatencyTerm | None = None, grad_sync: GradSync | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
     """One Adam step on alpha.  Weights are frozen for the step: no weight gradients are computed
     and fewer activations are kept.  In "two" mode the two updated alphas are then shifted so the
-    probabilities of the unsampled paths stay as they were."""
+    probabilities of the unsampled paths stay as they were.  grad_sync: alpha's gradients averaged
+    over processes (data-parallel search; every process then takes the same step)."""
     optimizer.zero_grad(set_to_none=True)
     with supernet.gate_mode(mode), frozen(weight_params):
         with amp.autocast():
             logits = supernet(x)
         ce = criterion(logits.float(), y)
         loss = ce if latency is None else latency.loss(ce, supernet)[0]
-        backward_step(loss, optimizer, amp)
+        backward_step(loss, optimizer, amp, grad_sync=grad_sync)
     if mode == "two":
         supernet.rescale_sampled()
     return ce.detach(), logits.detach()
@@ -83,8 +86,11 @@ class Reinforce:
     def __init__(self, samples: int, decay: float, baseline: float | None = None):
         self.samples, self.decay, self.baseline = samples, decay, baseline
 
-    def step(self, supernet, x, y, criterion, optimizer, amp: Amp, reward: Reward):
-        """reward(logits, y, supernet) of the architecture the supernet's last forward ran."""
+    def step(self, supernet, x, y, criterion, optimizer, amp: Amp, reward: Reward,
+             reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+        """reward(logits, y, supernet) of the architecture the supernet's last forward ran; reduce: the
+        rewards' mean over processes (data-parallel: each process rewarded the same M architectures on
+        its shard of the batch), so that every process takes the same step from one baseline."""
         rewards, archs, losses, last_logits = [], [], [], None
         with torch.no_grad(), supernet.gate_mode("sample"):
             for _ in range(self.samples):
@@ -94,11 +100,13 @@ class Reinforce:
                 archs.append(supernet.active_indices())
                 losses.append(criterion(logits.float(), y))
                 last_logits = logits
-        r = torch.tensor(rewards)
+        r = torch.tensor(rewards, dtype=torch.float64)
+        if reduce is not None:
+            r = reduce(r)
         b = float(r.mean()) if self.baseline is None else self.baseline
         optimizer.zero_grad(set_to_none=True)
         logp = supernet.log_prob(torch.stack(archs))  # (M,)
-        loss = -((r.to(logp.device) - b) * logp).mean()
+        loss = -((r.to(logp.device, logp.dtype) - b) * logp).mean()
         loss.backward()
         optimizer.step()
         self.baseline = self.decay * b + (1 - self.decay) * float(r.mean())
@@ -114,37 +122,69 @@ def accuracy_reward(latency: LatencyTerm | None = None) -> Reward:
 
 
 class Architect:
-    """The architecture side of a search: its Adam optimizer, AMP settings and algorithm, one ``step``.
+    """The architecture side of a search: its Adam optimizer on the alphas (no weight decay; paper:
+    lr 0.006 gradient / 0.01 reinforce, betas (0, 0.999)), AMP settings and algorithm, one ``step``.
 
     algo "gradient" (mode "two" or "full") or "reinforce" (``samples`` architectures per step,
     baseline decay ``baseline_decay``).  ``state_dict`` holds what a resumed search needs.
     """
 
-    def __init__(self, supernet, optimizer: torch.optim.Optimizer, amp: Amp, criterion, *, algo: str = "gradient",
-                 mode: str = "two", latency: LatencyTerm | None = None, samples: int = 10,
-                 baseline_decay: float = 0.99):
+    def __init__(self, supernet, amp: Amp, criterion, *, lr: float = 0.006, betas=(0.0, 0.999), eps: float = 1e-8,
+                 algo: str = "gradient", mode: str = "two", latency: LatencyTerm | None = None, samples: int = 10,
+                 baseline_decay: float = 0.99, sync: Sync | None = None):
         if algo not in ("gradient", "reinforce"):
             raise ValueError(f"unknown architecture algorithm {algo!r}; gradient or reinforce")
-        self.supernet, self.optimizer, self.amp, self.criterion = supernet, optimizer, amp, criterion
+        self.optimizer = torch.optim.Adam(supernet.arch_parameters(), lr=lr, betas=betas, eps=eps, weight_decay=0.0)
+        self.supernet, self.amp, self.criterion = supernet, amp, criterion
         self.algo, self.mode, self.latency = algo, mode, latency
         self.weight_params = supernet.weight_parameters()
         self.reinforce = Reinforce(samples, baseline_decay) if algo == "reinforce" else None
         self.reward = accuracy_reward(latency)
+        on = sync is not None and sync.info.enabled  # data-parallel: alpha's gradients / rewards averaged
+        self.grad_sync = (lambda params: sync.grads(params, "arch")) if on else None
+        self.reduce = (lambda t: sync.mean(t, "arch")) if on else None
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One architecture update on (x, y); returns (cross-entropy, logits) for the logs."""
         if self.reinforce is not None:
-            return self.reinforce.step(self.supernet, x, y, self.criterion, self.optimizer, self.amp, self.reward)
+            return self.reinforce.step(self.supernet, x, y, self.criterion, self.optimizer, self.amp, self.reward,
+                                       self.reduce)
         return gradient_arch_step(self.supernet, x, y, self.criterion, self.optimizer, self.amp, self.mode,
-                                  self.weight_params, self.latency)
+                                  self.weight_params, self.latency, self.grad_sync)
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(),
                 "scaler": self.amp.scaler.state_dict() if self.amp.scaler else None,
                 "baseline": self.reinforce.baseline if self.reinforce else None}
 
+    def hook(self, every: int, batches: Iterator, meter: Meter) -> Callable[[int], None]:
+        """A step hook for train_one_epoch: after every ``every``-th weight step, one architecture step on
+        the next batch of ``batches``; its loss goes to ``meter``, checked at once (one host sync, as
+        each forward's path sampling makes anyway), so that a diverged alpha never samples a path."""
+        def step_hook(i: int) -> None:
+            if (i + 1) % every == 0:
+                x, y = next(batches)
+                meter.update(*self.step(x, y), y, step=i)
+                meter.check()
+        return step_hook
+
+    def evaluate(self, loader, amp: Amp, info: DistInfo = DistInfo()) -> dict[str, float]:
+        """The epoch's view of the search on ``loader`` (the architecture split): loss and accuracy of
+        sampled and of argmax networks, the mean entropy of the op distributions, latency figures."""
+        with self.supernet.gate_mode("sample"):
+            sampled = evaluate_all(self.supernet, loader, self.supernet, amp, info, progress=False)
+        with self.supernet.gate_mode("argmax"):
+            argmax = evaluate_all(self.supernet, loader, self.supernet, amp, info, progress=False)
+        out = {"valid_loss": sampled["loss"], "valid_acc": sampled["acc"], "valid_argmax_loss": argmax["loss"],
+               "valid_argmax_acc": argmax["acc"], "entropy": self.supernet.entropy()}
+        if self.latency is not None:
+            out.update(self.latency.record(self.supernet))
+        return out
+
     def tensorboard(self, writer, step: int) -> None:
-        """The alpha distributions and, per op, its mean probability and argmax count."""
+        """The alpha distributions and, per op, its mean probability and argmax count (writer None: nothing)."""
+        if writer is None:
+            return
         supernet = self.supernet
         probs, counts = supernet.probs(), supernet.derive().op_counts()
         writer.add_histogram("alpha/probs", probs, step)

@@ -6,6 +6,7 @@ torchrun sets RANK / LOCAL_RANK / WORLD_SIZE; without them everything here is a 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from dataclasses import dataclass
 
@@ -53,6 +54,16 @@ def cleanup() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def process_group(device: torch.device):
+    """``with process_group(device) as (info, device):`` -- init_distributed, and cleanup afterwards."""
+    info, device = init_distributed(device)
+    try:
+        yield info, device
+    finally:
+        cleanup()
+
+
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
     """Sum of a tensor over the processes (a copy; the tensor itself for one process)."""
     if not info.enabled:
@@ -72,10 +83,11 @@ def main_first(info: DistInfo):
         dist.barrier()
 
 
-def test_loader(test: Split, batch_size: int, device, info: DistInfo, channels_last: bool) -> BatchLoader:
-    """Each process evaluates every world_size-th test image (no padding: the sums are exact)."""
+def test_loader(test: Split, batch_size: int, device, info: DistInfo, channels_last: bool,
+                name: str = "test set") -> BatchLoader:
+    """Each process evaluates every world_size-th image (no padding: the sums are exact)."""
     shard = test.subset(torch.arange(info.rank, len(test), info.world_size)) if info.enabled else test
-    return BatchLoader(shard, batch_size, device, train=False, channels_last=channels_last, name="test set")
+    return BatchLoader(shard, batch_size, device, train=False, channels_last=channels_last, name=name)
 
 
 def evaluate_all(model: nn.Module, loader: BatchLoader, net: nn.Module, amp: Amp, info: DistInfo,
@@ -89,13 +101,76 @@ def evaluate_all(model: nn.Module, loader: BatchLoader, net: nn.Module, amp: Amp
     return {"loss": sums[0] / sums[2], "acc": sums[1] / sums[2]}
 
 
-def reduce_train(r: dict[str, float], info: DistInfo, device) -> dict[str, float]:
-    """Every process saw the same number of images: mean loss/accuracy, summed images/s."""
+def reduce_train(r: dict[str, float], info: DistInfo, device, keys=("loss", "acc"),
+                 summed=("images_per_s",)) -> dict[str, float]:
+    """Every process saw the same number of images: the mean of ``keys`` (loss, accuracy) over
+    processes, the sum of ``summed`` (images/s)."""
     if not info.enabled:
         return r
-    t = all_reduce_sum(torch.tensor([r["loss"], r["acc"], r["images_per_s"]], dtype=torch.float64, device=device),
-                       info).tolist()
-    return {**r, "loss": t[0] / info.world_size, "acc": t[1] / info.world_size, "images_per_s": t[2]}
+    names = [k for k in (*keys, *summed) if k in r]
+    t = all_reduce_sum(torch.tensor([r[k] for k in names], dtype=torch.float64, device=device), info).tolist()
+    return {**r, **{k: v if k in summed else v / info.world_size for k, v in zip(names, t)}}
+
+
+class Sync:
+    """The collectives of a data-parallel search, counted per purpose (for logs and bench/ddp_search.py).
+
+    ``grads(params, purpose)``: the mean over processes of every existing ``.grad`` in ``params``, as ONE
+    all-reduce of a flattened buffer (every process ran the same paths, so the same parameters have
+    gradients everywhere; unsampled candidates have none and stay untouched, as in one process).
+    ``mean(tensor, purpose)``: the mean of a tensor over processes (REINFORCE's rewards).
+    With one process both are no-ops that count nothing.
+    """
+
+    def __init__(self, info: DistInfo):
+        self.info = info
+        self.calls: dict[str, int] = {}
+        self.bytes: dict[str, int] = {}
+
+    def _count(self, purpose: str, t: torch.Tensor) -> None:
+        self.calls[purpose] = self.calls.get(purpose, 0) + 1
+        self.bytes[purpose] = self.bytes.get(purpose, 0) + t.numel() * t.element_size()
+
+    def grads(self, params, purpose: str = "weights") -> None:
+        if not self.info.enabled:
+            return
+        grads = [p.grad for p in params if p.grad is not None]
+        if not grads:
+            return
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        self._count(purpose, flat)
+        dist.all_reduce(flat)
+        flat /= self.info.world_size
+        torch._foreach_copy_(grads, [f.view_as(g) for f, g in zip(flat.split([g.numel() for g in grads]), grads)])
+
+    def mean(self, t: torch.Tensor, purpose: str) -> torch.Tensor:
+        if not self.info.enabled:
+            return t
+        t = t.clone()
+        self._count(purpose, t)
+        dist.all_reduce(t)
+        return t / self.info.world_size
+
+    def counts(self) -> dict[str, int]:
+        """comm_{purpose}_calls / _bytes since the last reset (for the epoch log)."""
+        return {f"comm_{k}_{what}": v for what, d in (("calls", self.calls), ("bytes", self.bytes)) for k, v in d.items()}
+
+    def reset(self) -> None:
+        self.calls.clear()
+        self.bytes.clear()
+
+    def check_same(self, what: str, *values: int | torch.Tensor) -> None:
+        """Raise if the values (integers < 2**52, or tensors, compared bitwise through a digest) differ
+        between processes: one small all-reduce."""
+        if not self.info.enabled:
+            return
+        ints = [v if isinstance(v, int) else int.from_bytes(hashlib.blake2b(
+            v.detach().cpu().contiguous().numpy().tobytes(), digest_size=6).digest(), "big") for v in values]
+        t = torch.tensor(ints + [-i for i in ints], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        if not torch.equal(t[:len(ints)], -t[len(ints):]):
+            raise RuntimeError(f"the processes disagree on {what}: a data-parallel run must compute the same "
+                               "architecture on every process")
 
 
 def broadcast_buffers(module: nn.Module, info: DistInfo) -> None:
@@ -179,5 +254,5 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     return module
 
 
-__all__ = ["DistInfo", "init_distributed", "cleanup", "main_first", "test_loader", "evaluate_all", "reduce_train",
+__all__ = ["DistInfo", "Sync", "init_distributed", "cleanup", "main_first", "test_loader", "evaluate_all", "reduce_train",
            "all_reduce_sum", "broadcast_buffers", "GlobalBatchNorm2d", "convert_sync_batchnorm"]

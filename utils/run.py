@@ -40,6 +40,8 @@ def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint
     g.add_argument("--no-download", dest="download", action="store_false", help="never download; fail if data is missing")
     g.add_argument("--train-subset", type=int, default=None, metavar="N",
                    help="use a fixed random N of the 50,000 training images (quick runs)")
+    g.add_argument("--no-augment", dest="augment", action="store_false",
+                   help="no random crop, flip or cutout (deterministic batches, e.g. for DDP equivalence checks)")
     g = p.add_argument_group("run")
     g.add_argument("--output", default=output, help=f"run directory ({checkpoint}, log.jsonl, config.json, tb/)")
     g.add_argument("--device", default="auto",
@@ -80,6 +82,14 @@ def load_data(args: argparse.Namespace, info: ddp.DistInfo = ddp.DistInfo()) -> 
         how = "" if args.download else " (without --no-download it downloads)"
         raise UserError(f"{e}; --data {args.data} is the folder read{how}") from None
     return take(train_set, args.train_subset), test_set
+
+
+def check_world(args: argparse.Namespace, world_size: int, flags=("batch_size",)) -> None:
+    """Global batches must split evenly over the torchrun processes."""
+    for flag in flags:
+        if getattr(args, flag) % world_size:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)} (the global batch) must be divisible "
+                            f"by the {world_size} processes")
 
 
 def use_channels_last(flag: str, device: torch.device) -> bool:

@@ -75,24 +75,29 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_bn_bias: bool =
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, amp: Amp,
-                  params_to_clip: list | None = None, grad_clip: float = 0.0) -> None:
-    if amp.scaler is not None:
-        amp.scaler.scale(loss).backward()
-        if grad_clip > 0:
+GradSync = Callable[[list], None]  # averages the gradients of a parameter list over processes
+
+
+def backward_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, amp: Amp, grad_clip: float = 0.0,
+                  grad_sync: GradSync | None = None) -> None:
+    """Backward, then (data-parallel search) the gradients averaged over processes, clipping, the step."""
+    params = [p for g in optimizer.param_groups for p in g["params"]] if grad_clip > 0 or grad_sync else None
+    (amp.scaler.scale(loss) if amp.scaler is not None else loss).backward()
+    if grad_sync is not None:
+        grad_sync(params)
+    if grad_clip > 0:
+        if amp.scaler is not None:
             amp.scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(params_to_clip, grad_clip)
+        nn.utils.clip_grad_norm_(params, grad_clip)
+    if amp.scaler is not None:
         amp.scaler.step(optimizer)
         amp.scaler.update()
     else:
-        loss.backward()
-        if grad_clip > 0:
-            nn.utils.clip_grad_norm_(params_to_clip, grad_clip)
         optimizer.step()
 
 
 def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion, optimizer, amp: Amp,
-                grad_clip: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+                grad_clip: float = 0.0, grad_sync: GradSync | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One SGD step.  Gradients are set to None first, so parameters that the forward did not use
     (unsampled candidate ops) get no gradient and the optimizer leaves them exactly as they are
     (no momentum, no weight decay)."""
@@ -100,8 +105,7 @@ def weight_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, criterion, o
     with amp.autocast():
         logits = model(x)
         loss = criterion(logits, y)
-    clip = [p for g in optimizer.param_groups for p in g["params"]] if grad_clip > 0 else None
-    backward_step(loss, optimizer, amp, clip, grad_clip)
+    backward_step(loss, optimizer, amp, grad_clip, grad_sync)
     return loss.detach(), logits.detach()
 
 
@@ -150,9 +154,11 @@ class Meter:
 
 def train_one_epoch(model: nn.Module, loader, optimizer, *, criterion, amp: Amp, lr_at: Callable[[int], float],
                     first_step: int = 0, step_hook: Callable[[int], None] | None = None, grad_clip: float = 0.0,
-                    desc: str = "train", progress: bool = True, check_every: int = 20) -> dict[str, float]:
+                    desc: str = "train", progress: bool = True, check_every: int = 20,
+                    grad_sync: GradSync | None = None) -> dict[str, float]:
     """Weight steps over one pass of ``loader``; lr_at(global step) sets the learning rate;
-    step_hook(i) runs after weight step i (the search uses it for architecture steps).
+    step_hook(i) runs after weight step i (the search uses it for architecture steps); grad_sync
+    averages the gradients over processes before each step (the data-parallel search; DDP does it itself).
 
     A loss that is not finite raises DivergenceError within ``check_every`` steps (each check is one
     host sync; the search, which syncs every step anyway to sample paths, checks every step), and
@@ -163,7 +169,7 @@ def train_one_epoch(model: nn.Module, loader, optimizer, *, criterion, amp: Amp,
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for i, (x, y) in enumerate(bar):
         set_lr(optimizer, lr_at(first_step + i))
-        loss, logits = weight_step(model, x, y, criterion, optimizer, amp, grad_clip)
+        loss, logits = weight_step(model, x, y, criterion, optimizer, amp, grad_clip, grad_sync)
         meter.update(loss, logits, y)
         if (i + 1) % check_every == 0:
             meter.check()
