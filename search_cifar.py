@@ -99,7 +99,7 @@ def check_args(args: argparse.Namespace) -> None:
 def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) -> SimpleNamespace:
     """Data loaders (each process its shard of every batch), supernet, weight optimizer, the Architect."""
     weight_split, arch_split = cifar.split_train(scaffold.load_data(args, info)[0], args.arch_split)
-    kw = dict(device=device, channels_last=args.channels_last == "on")
+    kw = dict(device=device, channels_last=args.channels_last == "on", dtype=scaffold.dtype(args))
     shard = dict(rank=info.rank, world_size=info.world_size, **kw)
     s = SimpleNamespace(splits=(len(weight_split), len(arch_split)), sync=ddp.Sync(info), info=info)
     s.train_loader = cifar.BatchLoader(weight_split, args.batch_size // info.world_size, train=True,
@@ -108,9 +108,9 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     s.arch_loader = cifar.BatchLoader(arch_split, args.arch_batch_size // info.world_size, train=True, augment=False,
                                       name="architecture split", **shard)
     s.valid_loader = ddp.test_loader(arch_split, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
-                                     "architecture split")
+                                     "architecture split", kw["dtype"])
     s.supernet = build_supernet(args.B, args.F, args.candidates).to(
-        device, memory_format=torch.channels_last if kw["channels_last"] else torch.contiguous_format)
+        device, kw["dtype"], memory_format=torch.channels_last if kw["channels_last"] else torch.contiguous_format)
     if args.sync_bn and info.enabled:
         s.supernet = ddp.convert_sync_batchnorm(s.supernet, device)
     s.w_opt = torch.optim.SGD(param_groups(s.supernet, args.weight_decay, params=s.supernet.weight_parameters()),

@@ -112,8 +112,9 @@ def eval_only(args, device, info: ddp.DistInfo) -> dict:
     channels_last, amp = scaffold.use_channels_last(args.channels_last, device), make_amp(device, args.amp)
     net = build_net(genotype)
     load_fitting(net, saved["model"], f"checkpoint {args.eval_only}")
-    net = net.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    tests = ddp.test_loader(scaffold.load_data(args, info)[1], args.eval_batch_size, device, info, channels_last)
+    net = net.to(device, scaffold.dtype(args), memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    tests = ddp.test_loader(scaffold.load_data(args, info)[1], args.eval_batch_size, device, info, channels_last,
+                            dtype=scaffold.dtype(args))
     r = ddp.evaluate_all(torch.compile(net) if args.compile else net, tests, net, amp, info,
                          args.progress and info.is_main)
     if info.is_main:
@@ -132,15 +133,17 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> Simp
     s.train_set, test_set = scaffold.load_data(args, info)
     s.train_loader = cifar.BatchLoader(s.train_set, args.batch_size // info.world_size, device, train=True,
                                        cutout=args.cutout, augment=args.augment, rank=info.rank,
-                                       world_size=info.world_size, channels_last=s.channels_last, name="training set")
-    s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last)
+                                       world_size=info.world_size, channels_last=s.channels_last, name="training set",
+                                       dtype=scaffold.dtype(args))
+    s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=scaffold.dtype(args))
     s.net = build_net(genotype, path_drop=args.path_drop, cell_drop=args.cell_drop)
     if args.init_from and run.saved is None:
         try:
             load_search_weights(s.net, genotype, args.init_from)
         except CheckpointError as e:
             raise UserError(f"--init-from {e}") from None
-    s.net = s.net.to(device, memory_format=torch.channels_last if s.channels_last else torch.contiguous_format)
+    s.net = s.net.to(device, scaffold.dtype(args),
+                     memory_format=torch.channels_last if s.channels_last else torch.contiguous_format)
     if args.sync_bn and info.enabled:
         s.net = ddp.convert_sync_batchnorm(s.net, device)
     s.optimizer = torch.optim.SGD(param_groups(s.net, args.weight_decay, not args.decay_bn_bias), lr=args.lr,

@@ -24,7 +24,7 @@ import torch
 from .latency_table import LatencyTable
 from .objective import LatencyModel, latency_loss, reinforce_reward
 from .distributed import DistInfo, Sync, evaluate_all
-from .train import Amp, GradSync, Meter, backward_step, frozen
+from .train import Amp, GradSync, Meter, at_least_float32, backward_step, frozen
 
 Reward = Callable[[torch.Tensor, torch.Tensor, object], float]  # (logits, y, supernet) -> reward
 
@@ -71,7 +71,7 @@ def gradient_arch_step(supernet, x, y, criterion, optimizer, amp: Amp, mode: str
     with supernet.gate_mode(mode), frozen(weight_params):
         with amp.autocast():
             logits = supernet(x)
-        ce = criterion(logits.float(), y)
+        ce = criterion(at_least_float32(logits), y)
         loss = ce if latency is None else latency.loss(ce, supernet)[0]
         backward_step(loss, optimizer, amp, grad_sync=grad_sync)
     if mode == "two":
@@ -98,7 +98,7 @@ class Reinforce:
                     logits = supernet(x)
                 rewards.append(float(reward(logits, y, supernet)))
                 archs.append(supernet.active_indices())
-                losses.append(criterion(logits.float(), y))
+                losses.append(criterion(at_least_float32(logits), y))
                 last_logits = logits
         r = torch.tensor(rewards, dtype=torch.float64)
         if reduce is not None:

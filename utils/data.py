@@ -148,7 +148,8 @@ def take(split: Split, n: int | None, seed: int = SPLIT_SEED) -> Split:
 
 
 # ---------------------------------------------------------------- batched augmentation
-def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0) -> torch.Tensor:
+def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0,
+            dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Random crop with zero padding, horizontal flip, normalization and cutout, for a batch.
 
     x: (N, 3, H, W) uint8 on any device.  Random numbers are drawn on the CPU (global RNG).
@@ -168,7 +169,7 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0) -
     if flip:
         mask = (torch.rand(n) < 0.5).to(dev, non_blocking=True)[:, None, None, None]
         x = torch.where(mask, x.flip(3), x)
-    x = normalize(x)
+    x = normalize(x, dtype)
     if cutout:
         cy = torch.randint(0, h, (n,)).to(dev, non_blocking=True)[:, None, None]
         cx = torch.randint(0, w, (n,)).to(dev, non_blocking=True)[:, None, None]
@@ -180,10 +181,10 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0) -
     return x
 
 
-def normalize(x: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(CIFAR_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, device=x.device).view(1, 3, 1, 1)
-    return (x.float() / 255.0 - mean) / std
+def normalize(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    mean = torch.tensor(CIFAR_MEAN, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(CIFAR_STD, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+    return (x.to(dtype) / 255.0 - mean) / std
 
 
 class BatchLoader:
@@ -194,7 +195,8 @@ class BatchLoader:
 
     def __init__(self, split: Split, batch_size: int, device: torch.device | str = "cpu", *, train: bool,
                  cutout: int = 0, drop_last: bool | None = None, rank: int = 0, world_size: int = 1,
-                 channels_last: bool = False, augment: bool | None = None, name: str = "data set"):
+                 channels_last: bool = False, augment: bool | None = None, name: str = "data set",
+                 dtype: torch.dtype = torch.float32):
         if batch_size < 1:
             raise DataError(f"the batch size of the {name} must be >= 1, got {batch_size}")
         self.batch_size, self.train, self.cutout = batch_size, train, cutout
@@ -209,6 +211,7 @@ class BatchLoader:
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.dtype = dtype  # of the normalized images (float64 only for numerical checks)
 
     def _indices(self) -> torch.Tensor:
         n = len(self.labels)
@@ -229,7 +232,7 @@ class BatchLoader:
         for i in range(len(self)):
             b = idx[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[b]
-            x = augment(x, cutout=self.cutout) if self.augment else normalize(x)
+            x = augment(x, cutout=self.cutout, dtype=self.dtype) if self.augment else normalize(x, self.dtype)
             yield x.contiguous(memory_format=self.memory_format), self.labels[b]
 
 

@@ -84,10 +84,10 @@ def main_first(info: DistInfo):
 
 
 def test_loader(test: Split, batch_size: int, device, info: DistInfo, channels_last: bool,
-                name: str = "test set") -> BatchLoader:
+                name: str = "test set", dtype: torch.dtype = torch.float32) -> BatchLoader:
     """Each process evaluates every world_size-th image (no padding: the sums are exact)."""
     shard = test.subset(torch.arange(info.rank, len(test), info.world_size)) if info.enabled else test
-    return BatchLoader(shard, batch_size, device, train=False, channels_last=channels_last, name=name)
+    return BatchLoader(shard, batch_size, device, train=False, channels_last=channels_last, name=name, dtype=dtype)
 
 
 def evaluate_all(model: nn.Module, loader: BatchLoader, net: nn.Module, amp: Amp, info: DistInfo,
@@ -211,7 +211,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        xf = x.float()
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in >= float32
         c = xf.shape[1]
         local_n = xf.numel() // c
         # one all-reduce for the sums and the count, one for the centred squares (two-pass variance:
@@ -245,7 +245,8 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     for name, child in module.named_children():
         if type(child) is nn.BatchNorm2d:
             new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
-                                    child.track_running_stats, device=device)
+                                    child.track_running_stats, device=device,
+                                    dtype=child.weight.dtype if child.affine else child.running_mean.dtype)
             new.load_state_dict(child.state_dict())
             new.train(child.training)
             module.add_module(name, new)

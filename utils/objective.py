@@ -57,7 +57,7 @@ class LatencyModel:
         if len(mixed) != self.costs.shape[0] or tuple(supernet.candidates) != self.candidates:
             raise LatencyError("this LatencyModel was built for another supernet "
                                f"(B={self.B} F={self.F} candidates={','.join(self.candidates)})")
-        alphas = torch.stack([m.alpha for m in mixed]).float()
+        alphas = torch.stack([m.alpha for m in mixed])
         mask = self._mask(mixed, sampled, alphas.device)
         return torch.softmax(alphas.masked_fill(~mask, float("-inf")), dim=1)
 

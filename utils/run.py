@@ -52,6 +52,9 @@ def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint
                         "off on CPU; bf16 runs on the CPU too")
     g.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"),
                    help="channels_last memory format: auto = on for CUDA and CPU, off elsewhere")
+    g.add_argument("--float64", action="store_true",
+                   help="compute in float64 (slow; for numerical checks: float32 rounding flips ReLUs, so two "
+                        "equivalent runs, e.g. torchrun vs one process, drift apart by ~1e-3 per step)")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help=f"continue a run from CKPT (default: OUTPUT/{checkpoint}); a resume may change where and how "
                         "fast it runs (--output --device --data --no-download --no-progress --no-tensorboard "
@@ -70,6 +73,14 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.float64 and args.amp not in ("auto", "off"):
+        raise UserError(f"--float64 does not go with --amp {args.amp}")
+    if args.float64:
+        args.amp = "off"
+
+
+def dtype(args: argparse.Namespace) -> torch.dtype:
+    return torch.float64 if args.float64 else torch.float32
 
 
 def load_data(args: argparse.Namespace, info: ddp.DistInfo = ddp.DistInfo()) -> tuple[Split, Split]:

@@ -51,6 +51,11 @@ def make_amp(device: torch.device, mode: str = "auto") -> Amp:
     return Amp(torch.bfloat16, device.type)
 
 
+def at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision (AMP) logits -> float32 for the loss; float32 and float64 stay as they are."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def cosine_lr(base: float, step: int, total: int, warmup: int = 0) -> float:
     """Linear warm-up for ``warmup`` steps, then cosine from ``base`` to 0 at ``total``."""
     if step < warmup:
@@ -194,7 +199,7 @@ def evaluate(model: nn.Module, loader, *, criterion, amp: Amp, desc: str = "eval
     for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
         with amp.autocast():
             logits = model(x)
-            loss = criterion(logits.float(), y)
+            loss = criterion(at_least_float32(logits), y)
         meter.update(loss, logits, y)
     return meter.result()
 
