@@ -23,14 +23,16 @@ class TreeNet(nn.Module):
     """
 
     def __init__(self, B: int, F: int, make_edge: BlockEdgeFactory, num_classes: int = NUM_CLASSES,
-                 path_drop: float = 0.0, cell_drop: float = 0.0):
+                 path_drop: float = 0.0, cell_drop: float = 0.0, image_size: int = IMAGE_SIZE):
         super().__init__()
         check_macro(B, F)
         for name, rate in (("path_drop", path_drop), ("cell_drop", cell_drop)):
             if not 0.0 <= rate < 1.0:
                 raise ValueError(f"{name} must be in [0, 1), got {rate}")
-        self.B, self.F = B, F
-        self.plan = block_plan(B, F)
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise SpaceError(f"the number of classes must be an integer >= 2, got {num_classes!r}")
+        self.B, self.F, self.num_classes, self.image_size = B, F, num_classes, image_size
+        self.plan = block_plan(B, F, image_size)
         self.stem = nn.Sequential(nn.Conv2d(3, STEM_CHANNELS, 3, 1, 1, bias=False), nn.BatchNorm2d(STEM_CHANNELS))
         n = len(self.plan)
         self.blocks = nn.ModuleList(
@@ -63,18 +65,19 @@ class DerivedNet(TreeNet):
     """Every searchable edge is one op, taken from a Genotype."""
 
     def __init__(self, genotype: Genotype, num_classes: int = NUM_CLASSES, path_drop: float = 0.0,
-                 cell_drop: float = 0.0):
+                 cell_drop: float = 0.0, image_size: int = IMAGE_SIZE):
         self.genotype = genotype
         super().__init__(genotype.B, genotype.F, lambda b, e, c: OPS[genotype.ops[b][e]](c, 1),
-                         num_classes, path_drop, cell_drop)
+                         num_classes, path_drop, cell_drop, image_size)
 
 
 class SuperNet(TreeNet):
     """Every searchable edge is a MixedOp over ``candidates``; alphas live in the MixedOps."""
 
-    def __init__(self, B: int, F: int, candidates: Sequence[str] = PRIMITIVES, num_classes: int = NUM_CLASSES):
+    def __init__(self, B: int, F: int, candidates: Sequence[str] = PRIMITIVES, num_classes: int = NUM_CLASSES,
+                 image_size: int = IMAGE_SIZE):
         self.candidates = check_candidates(candidates)
-        super().__init__(B, F, lambda b, e, c: MixedOp(c, self.candidates), num_classes)
+        super().__init__(B, F, lambda b, e, c: MixedOp(c, self.candidates), num_classes, image_size=image_size)
         self._mixed = [m for m in self.modules() if isinstance(m, MixedOp)]
         self._before = None  # (pairs, alphas of the pairs) of the last "two"-mode sampling
         # a running digest of every sampled path (< 2**52: exact in float64), so that data-parallel
@@ -215,26 +218,26 @@ class SuperNet(TreeNet):
 
 
 def build_net(genotype: Genotype, num_classes: int = NUM_CLASSES, path_drop: float = 0.0,
-              cell_drop: float = 0.0) -> DerivedNet:
-    return DerivedNet(genotype, num_classes, path_drop, cell_drop)
+              cell_drop: float = 0.0, image_size: int = IMAGE_SIZE) -> DerivedNet:
+    return DerivedNet(genotype, num_classes, path_drop, cell_drop, image_size)
 
 
 def build_supernet(B: int = 18, F: int = 400, candidates: Sequence[str] = PRIMITIVES,
-                   num_classes: int = NUM_CLASSES) -> SuperNet:
-    return SuperNet(B, F, candidates, num_classes)
+                   num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> SuperNet:
+    return SuperNet(B, F, candidates, num_classes, image_size)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def multiply_adds(genotype: Genotype, image_size: int = IMAGE_SIZE) -> int:
+def multiply_adds(genotype: Genotype, image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES) -> int:
     """Multiply-adds of one image through the derived network, counted by torch's FLOP counter
     (2 FLOPs per multiply-add; it counts convolutions and matmuls, not BN, pooling or additions)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.random.fork_rng(devices=[]):  # building the network must not move the caller's RNG
-        net = build_net(genotype).eval()
+        net = build_net(genotype, num_classes, image_size=image_size).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         net(torch.zeros(1, 3, image_size, image_size))
     return counter.get_total_flops() // 2

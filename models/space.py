@@ -138,10 +138,18 @@ def check_macro(B: int, F: int) -> None:
         raise SpaceError(f"F={F} gives a bottleneck width below 2")
 
 
-def block_plan(B: int, F: int) -> list[BlockSpec]:
-    """The backbone as data: one BlockSpec per block, stage by stage."""
+def check_image_size(size: int) -> None:
+    """Two stride-2 stages: the size must halve exactly twice (a 2x2 average-pool shortcut and a
+    stride-2 convolution disagree on odd sizes), and leave at least 2x2 for the last stage."""
+    if not isinstance(size, int) or size < 8 or size % 4:
+        raise SpaceError(f"the image size must be a multiple of 4 and >= 8 (the network halves it twice), got {size!r}")
+
+
+def block_plan(B: int, F: int, image_size: int = IMAGE_SIZE) -> list[BlockSpec]:
+    """The backbone as data: one BlockSpec per block, stage by stage, for square images of ``image_size``."""
     check_macro(B, F)
-    plan, in_ch, size = [], STEM_CHANNELS, IMAGE_SIZE
+    check_image_size(image_size)
+    plan, in_ch, size = [], STEM_CHANNELS, image_size
     for k, w in enumerate(block_widths(B, F)):
         stage = k // B
         stride = 2 if (stage > 0 and k % B == 0) else 1

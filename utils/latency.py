@@ -53,15 +53,15 @@ def _identity_edges(block: int, edge: int, channels: int) -> nn.Module:
     return nn.Identity()
 
 
-def parts_for(B: int, F: int, candidates: Sequence[str] = PRIMITIVES,
-              num_classes: int = NUM_CLASSES) -> list[Part]:
+def parts_for(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, num_classes: int = NUM_CLASSES,
+              image_size: int = IMAGE_SIZE) -> list[Part]:
     """The modules to time, built with the project's own classes (so a table measures exactly the
     layers the networks run): stem, head and blocks from a TreeNet with identity edges."""
-    net = TreeNet(B, F, _identity_edges, num_classes).eval()
+    net = TreeNet(B, F, _identity_edges, num_classes, image_size=image_size).eval()
     plan = net.plan
-    wanted = required_keys(B, F, candidates, num_classes)
+    wanted = required_keys(B, F, candidates, num_classes, image_size)
     parts: dict[str, Part] = {}
-    parts[stem_key()] = Part(stem_key(), net.stem, (3, IMAGE_SIZE, IMAGE_SIZE))
+    parts[stem_key(image_size)] = Part(stem_key(image_size), net.stem, (3, image_size, image_size))
     last = plan[-1]
     hk = head_key(F, last.out_size, num_classes)
     parts[hk] = Part(hk, nn.Sequential(net.head, net.classifier), (F, last.out_size, last.out_size))
@@ -195,7 +195,8 @@ def measure(items: Sequence[tuple[str, nn.Module, torch.Tensor]], backend: str =
 
 # ------------------------------------------------------------------ building
 def table_items(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int = 1, device: str = "cpu",
-                num_classes: int = NUM_CLASSES, seed: int = 0) -> list[tuple[str, nn.Module, torch.Tensor]]:
+                num_classes: int = NUM_CLASSES, seed: int = 0, image_size: int = IMAGE_SIZE
+                ) -> list[tuple[str, nn.Module, torch.Tensor]]:
     """(key, module, input) for every entry that the space needs, inputs at ``batch_size``."""
     candidates = check_candidates(candidates)
     check_backend(device)
@@ -204,7 +205,7 @@ def table_items(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_si
     gen = torch.Generator().manual_seed(seed)
     inputs: dict[tuple, torch.Tensor] = {}  # one input per shape: many entries share one
     items = []
-    for part in parts_for(B, F, candidates, num_classes):
+    for part in parts_for(B, F, candidates, num_classes, image_size):
         shape = (batch_size, *part.in_shape)
         if shape not in inputs:
             inputs[shape] = torch.randn(shape, generator=gen)
@@ -215,12 +216,13 @@ def table_items(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_si
 
 
 def table_meta(B: int, F: int, candidates: Sequence[str], batch_size: int, device: str, threads: int | None,
-               warmup: int, repeats: int, min_run_ms: float, num_classes: int = NUM_CLASSES) -> dict:
+               warmup: int, repeats: int, min_run_ms: float, num_classes: int = NUM_CLASSES,
+               image_size: int = IMAGE_SIZE) -> dict:
     meta = {
         "backend": device, "device": device, "device_name": device_name(device),
         "torch_version": torch.__version__, "threads": None if device == "cuda" else threads,
         "batch_size": batch_size, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "B": B, "F": F, "candidates": list(candidates), "num_classes": num_classes,
+        "B": B, "F": F, "candidates": list(candidates), "num_classes": num_classes, "image_size": image_size,
         "warmup": warmup, "repeats": repeats, "min_run_ms": min_run_ms, "spread": SPREAD,
         "model": "stem + head + sum block(identity edges) + sum edge(op) - edge(identity)",
     }
@@ -232,16 +234,18 @@ def table_meta(B: int, F: int, candidates: Sequence[str], batch_size: int, devic
 
 def build_table(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int = 1, device: str = "cpu",
                 threads: int | None = None, warmup: int = 10, repeats: int = 30, min_run_ms: float = 0.0,
-                progress: bool = True, num_classes: int = NUM_CLASSES, seed: int = 0) -> LatencyTable:
+                progress: bool = True, num_classes: int = NUM_CLASSES, seed: int = 0,
+                image_size: int = IMAGE_SIZE) -> LatencyTable:
     """Profile every distinct entry that the space (B, F, candidates) needs at ``batch_size``."""
     if threads is not None and threads < 1:
         raise LatencyError(f"thread count must be >= 1, got {threads}")
     candidates = check_candidates(candidates)
-    items = table_items(B, F, candidates, batch_size, device, num_classes, seed)
+    items = table_items(B, F, candidates, batch_size, device, num_classes, seed, image_size)
     threads = threads or torch.get_num_threads()
     entries = measure(items, device, threads, warmup, repeats, min_run_ms, progress,
                       desc=f"latency {device} b{batch_size}")
-    meta = table_meta(B, F, candidates, batch_size, device, threads, warmup, repeats, min_run_ms, num_classes)
+    meta = table_meta(B, F, candidates, batch_size, device, threads, warmup, repeats, min_run_ms, num_classes,
+                      image_size)
     return LatencyTable(entries, meta)
 
 
@@ -260,6 +264,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--F", type=int, default=400, help="final width")
     b.add_argument("--candidates", nargs="+", default=list(PRIMITIVES), help="candidate op names")
     b.add_argument("--batch", type=int, default=1, help="batch size the latencies are measured at")
+    b.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                   help="square input size of the network (your data set's --image-size; CIFAR: 32)")
+    b.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="classes of the data set (CIFAR-10: 10)")
     b.add_argument("--warmup", type=int, default=10, help="untimed calls before timing each entry")
     b.add_argument("--repeats", type=int, default=30, help="timed runs per entry (median and IQR kept)")
     b.add_argument("--min-run-ms", type=float, default=0.0,
@@ -280,10 +287,12 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
             if value is not None and value < 1:
                 raise LatencyError(f"{flag} must be >= 1, got {value}")
         table = build_table(args.B, args.F, args.candidates, args.batch, args.device, args.threads,
-                            args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress)
+                            args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
+                            num_classes=args.num_classes, image_size=args.image_size)
         table.save(args.out)
         print(f"wrote {args.out}: {len(table.entries)} entries, {args.device} ({table.meta['device_name']}), "
-              f"batch {args.batch}, threads {table.meta['threads']}")
+              f"batch {args.batch}, threads {table.meta['threads']}, image size {args.image_size}, "
+              f"{args.num_classes} classes")
         return table
     import genotypes  # the named genotypes: only the CLI needs them
 
@@ -291,6 +300,7 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
     g = genotypes.get(args.genotype)
     ms = predict_genotype(table, g, stat=args.stat)
     print(f"predicted latency {ms:.3f} ms (B={g.B} F={g.F}, batch {table.meta.get('batch_size')}, "
+          f"image size {table.image_size}, {table.num_classes} classes, "
           f"{table.meta.get('backend')} {table.meta.get('device_name')})")
     return ms
 

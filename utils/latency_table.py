@@ -54,8 +54,8 @@ def block_key(spec: BlockSpec) -> str:
             f"{spec.in_size}x{spec.in_size}:s{spec.stride}")
 
 
-def stem_key() -> str:
-    return f"stem:c3-{STEM_CHANNELS}:{IMAGE_SIZE}x{IMAGE_SIZE}"
+def stem_key(image_size: int = IMAGE_SIZE) -> str:
+    return f"stem:c3-{STEM_CHANNELS}:{image_size}x{image_size}"
 
 
 def head_key(F: int, size: int, num_classes: int) -> str:
@@ -65,24 +65,21 @@ def head_key(F: int, size: int, num_classes: int) -> str:
 SESSION_OVERHEAD_KEY = "overhead:session"
 
 
-def required_keys(B: int, F: int, candidates: Sequence[str] = PRIMITIVES,
-                  num_classes: int = NUM_CLASSES) -> list[str]:
-    """Every key that the space (B, F, candidates) needs, in network order, without repeats.
-    The identity edge is always needed: it is the baseline of the edge costs."""
-    plan = _plan(B, F)
+def required_keys(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, num_classes: int = NUM_CLASSES,
+                  image_size: int = IMAGE_SIZE) -> list[str]:
+    """Every key that the space (B, F, candidates) needs for images of ``image_size`` and ``num_classes``
+    classes, in network order, without repeats.  The identity edge is always needed: it is the
+    baseline of the edge costs."""
+    plan = block_plan(B, F, image_size)  # a bad B/F or size raises models.space.SpaceError
     ops = list(check_candidates(candidates))
     if BASELINE_OP not in ops:
         ops.append(BASELINE_OP)
-    keys = [stem_key()]
+    keys = [stem_key(image_size)]
     for spec in plan:
         keys.append(block_key(spec))
         keys.extend(edge_key(op, spec.width, spec.out_size) for op in ops)
     keys.append(head_key(F, plan[-1].out_size, num_classes))
     return list(dict.fromkeys(keys))
-
-
-def _plan(B: int, F: int) -> list[BlockSpec]:
-    return block_plan(B, F)  # a bad B/F raises models.space.SpaceError
 
 
 # ------------------------------------------------------------------ the table
@@ -104,21 +101,31 @@ class LatencyTable:
     def describe(self) -> str:
         m = self.meta
         return (f"the table was built for B={m.get('B')} F={m.get('F')} batch={m.get('batch_size')} "
+                f"image size {self.image_size} classes={self.num_classes} "
                 f"candidates={','.join(m.get('candidates', []))} on {m.get('backend')} "
                 f"({m.get('device_name')}); build one for this configuration with "
                 f"`python -m utils.latency build`")
 
+    @property
+    def image_size(self) -> int:
+        return int(self.meta.get("image_size", IMAGE_SIZE))  # tables from before image sizes: CIFAR's
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.meta.get("num_classes", NUM_CLASSES))
+
     def check(self, B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int | None = None,
-              num_classes: int = NUM_CLASSES) -> None:
+              num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> None:
         """Raise LatencyError naming the first entry that the space needs and the table lacks, or
         when the table was measured at another batch size."""
         if batch_size is not None and self.meta.get("batch_size") != batch_size:
             raise LatencyError(f"latency table was measured at batch size {self.meta.get('batch_size')}, "
                                f"not {batch_size}; {self.describe()}")
-        for key in required_keys(B, F, candidates, num_classes):
+        for key in required_keys(B, F, candidates, num_classes, image_size):
             if key not in self.entries:
-                raise LatencyError(f"latency table lacks entry {key!r} needed for B={B} F={F} "
-                                   f"candidates={','.join(candidates)}; {self.describe()}")
+                raise LatencyError(f"latency table lacks entry {key!r} needed for B={B} F={F} image size "
+                                   f"{image_size} classes={num_classes} candidates={','.join(candidates)}; "
+                                   f"{self.describe()}")
 
     def to_dict(self) -> dict:
         return {"format": TABLE_FORMAT, "meta": self.meta, "entries": self.entries}
@@ -159,30 +166,36 @@ class LatencyTable:
 # stat: which statistic of the entries to add up: "median_ms" (wall clock, default: a dedicated
 # device), "cpu_median_ms" (process CPU time: a table measured with one thread on a shared machine),
 # or "min_ms".
-def fixed_ms(table: LatencyTable, B: int, F: int, num_classes: int = NUM_CLASSES, stat: str = "median_ms") -> float:
+# num_classes / image_size None: those the table was built for.
+def fixed_ms(table: LatencyTable, B: int, F: int, num_classes: int | None = None, stat: str = "median_ms",
+             image_size: int | None = None) -> float:
     """stem + head + every block with identity edges (less the extra session calls on onnxruntime)."""
-    plan = _plan(B, F)
-    keys = [stem_key(), head_key(F, plan[-1].out_size, num_classes)] + [block_key(s) for s in plan]
+    image_size, num_classes = image_size or table.image_size, num_classes or table.num_classes
+    plan = block_plan(B, F, image_size)
+    keys = [stem_key(image_size), head_key(F, plan[-1].out_size, num_classes)] + [block_key(s) for s in plan]
     total = sum(table.ms(k, stat) for k in keys)
     if SESSION_OVERHEAD_KEY in table.entries:
         total -= (len(keys) - 1) * table.ms(SESSION_OVERHEAD_KEY, stat)
     return total
 
 
-def edge_costs(table: LatencyTable, B: int, F: int, candidates: Sequence[str], stat: str = "median_ms") -> torch.Tensor:
+def edge_costs(table: LatencyTable, B: int, F: int, candidates: Sequence[str], stat: str = "median_ms",
+               image_size: int | None = None) -> torch.Tensor:
     """(3B*12, N) ms: cost of each candidate on each edge, relative to identity (identity = 0)."""
     rows = []
-    for spec in _plan(B, F):
+    for spec in block_plan(B, F, image_size or table.image_size):
         base = table.ms(edge_key(BASELINE_OP, spec.width, spec.out_size), stat)
         row = [table.ms(edge_key(op, spec.width, spec.out_size), stat) - base for op in candidates]
         rows.extend([row] * EDGES_PER_CELL)
     return torch.tensor(rows, dtype=torch.float64)
 
 
-def predict_genotype(table: LatencyTable, genotype, num_classes: int = NUM_CLASSES, stat: str = "median_ms") -> float:
-    """Predicted forward latency (ms) of the derived network of ``genotype`` at the table's batch size."""
-    total = fixed_ms(table, genotype.B, genotype.F, num_classes, stat)
-    for spec, ops in zip(_plan(genotype.B, genotype.F), genotype.ops):
+def predict_genotype(table: LatencyTable, genotype, num_classes: int | None = None, stat: str = "median_ms",
+                     image_size: int | None = None) -> float:
+    """Predicted forward latency (ms) of the derived network of ``genotype`` at the table's batch size
+    (and, unless given, the image size and classes the table was built for)."""
+    total = fixed_ms(table, genotype.B, genotype.F, num_classes, stat, image_size)
+    for spec, ops in zip(block_plan(genotype.B, genotype.F, image_size or table.image_size), genotype.ops):
         base = table.ms(edge_key(BASELINE_OP, spec.width, spec.out_size), stat)
         total += sum(table.ms(edge_key(op, spec.width, spec.out_size), stat) - base for op in ops)
     return total

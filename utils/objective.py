@@ -22,10 +22,10 @@ class LatencyModel:
         self.table, self.stat = table, stat
         self.B, self.F = supernet.B, supernet.F
         self.candidates = tuple(supernet.candidates)
-        self.num_classes = supernet.classifier.out_features
-        table.check(self.B, self.F, self.candidates, num_classes=self.num_classes)
-        self.fixed = fixed_ms(table, self.B, self.F, self.num_classes, stat)
-        self.costs = edge_costs(table, self.B, self.F, self.candidates, stat)
+        self.num_classes, self.image_size = supernet.num_classes, supernet.image_size
+        table.check(self.B, self.F, self.candidates, num_classes=self.num_classes, image_size=self.image_size)
+        self.fixed = fixed_ms(table, self.B, self.F, self.num_classes, stat, self.image_size)
+        self.costs = edge_costs(table, self.B, self.F, self.candidates, stat, self.image_size)
         self._on: dict[tuple, torch.Tensor] = {}
 
     def _costs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -70,7 +70,7 @@ class LatencyModel:
 
     def predict(self, genotype) -> float:
         """Latency (ms) of a derived network; any genotype whose entries the table holds."""
-        return predict_genotype(self.table, genotype, self.num_classes, self.stat)
+        return predict_genotype(self.table, genotype, self.num_classes, self.stat, self.image_size)
 
     def predict_indices(self, indices) -> float:
         """Latency of the architecture given by one candidate index per edge (list or (E,) tensor)."""
