@@ -10,6 +10,7 @@ onnxruntime (CPU) at several batch sizes and compared with PyTorch on the same r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import tempfile
 import time
@@ -23,9 +24,10 @@ import torch.nn as nn
 
 import genotypes
 from models import DerivedNet, build_net, count_parameters
-from models.space import EDGE_NAMES, IMAGE_SIZE
+from models.space import EDGE_NAMES
 from utils.errors import UserError, run_cli
 from utils.checkpoint import load_checkpoint, load_fitting
+from utils.data import CIFAR10, DatasetInfo
 from utils.device import seed_everything
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -43,8 +45,9 @@ def _genotype_diff(a: genotypes.Genotype, b: genotypes.Genotype) -> str:
     return ""
 
 
-def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], genotypes.Genotype | None]:
-    """(state_dict, the genotype stored with it or None) from a train checkpoint or a bare state_dict."""
+def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], genotypes.Genotype | None, DatasetInfo]:
+    """(state_dict, the genotype stored with it or None, its data set) from a train checkpoint or a bare
+    state_dict (CIFAR-sized images; the classes counted from the classifier's weight)."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise UserError(f"--checkpoint {path}: expected a train checkpoint or a state_dict, got {type(ckpt).__name__}")
@@ -52,16 +55,18 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], genotypes.Genot
         raise UserError(f"--checkpoint {path} is a search checkpoint (a supernet); export takes a derived network: "
                         f"a train checkpoint (train_cifar.py RUN_DIR/best.pth or last.pth)")
     if "model" in ckpt:
-        state, stored = ckpt["model"], ckpt.get("genotype")
+        state, stored, data = ckpt["model"], ckpt.get("genotype"), DatasetInfo.from_dict(ckpt.get("dataset"))
         stored = genotypes.Genotype.from_dict(stored) if stored is not None else None
     else:
-        state, stored = ckpt, None
+        state, stored, data = ckpt, None, CIFAR10
     if not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise UserError(f"--checkpoint {path}: its weights are not a state_dict (name -> tensor)")
     for prefix in _PREFIXES:
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
-    return state, stored
+    if "model" not in ckpt and isinstance(state.get("classifier.weight"), torch.Tensor):
+        data = dataclasses.replace(data, name="unknown", num_classes=int(state["classifier.weight"].shape[0]))
+    return state, stored, data
 
 
 @torch.no_grad()
@@ -75,7 +80,7 @@ def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> No
         bn.momentum = None  # cumulative average over the calibration batches
     model.train()
     for _ in range(batches):
-        model(torch.randn(batch_size, 3, IMAGE_SIZE, IMAGE_SIZE))
+        model(torch.randn(batch_size, 3, model.image_size, model.image_size))
     for bn in bns:
         bn.momentum = 0.1
     model.eval()
@@ -83,7 +88,7 @@ def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> No
 
 def load_network(genotype_arg: str | None, checkpoint: str | None) -> DerivedNet:
     """The derived network in eval mode: the checkpoint's weights, or random ones (BN calibrated)."""
-    state, stored = read_checkpoint(checkpoint) if checkpoint else (None, None)
+    state, stored, data = read_checkpoint(checkpoint) if checkpoint else (None, None, CIFAR10)
     if genotype_arg is not None:
         genotype = genotypes.get(genotype_arg)
         diff = _genotype_diff(genotype, stored) if stored is not None else ""
@@ -92,7 +97,7 @@ def load_network(genotype_arg: str | None, checkpoint: str | None) -> DerivedNet
                             f"{genotype_arg} (first difference: {diff}); leave out --genotype to use its own")
     else:
         genotype = stored if stored is not None else genotypes.PROXYLESS_CIFAR
-    model = build_net(genotype)
+    model = build_net(genotype, data.num_classes, image_size=data.image_size)
     if state is None:
         calibrate_bn(model)
     else:
@@ -112,7 +117,7 @@ def export(model: nn.Module, path: Path, opset: int | None) -> None:
     half of the export time: on the released network it cuts ~8,600 nodes to ~2,700, and onnxruntime
     ran the unoptimized graph markedly slower.
     """
-    example = torch.randn(2, 3, IMAGE_SIZE, IMAGE_SIZE)
+    example = torch.randn(2, 3, model.image_size, model.image_size)
     batch = torch.export.Dim("batch", min=1, max=4096)
     torch.onnx.export(model, (example,), str(path), dynamo=True, input_names=[INPUT_NAME],
                       output_names=[OUTPUT_NAME], dynamic_shapes={"x": {0: batch}}, opset_version=opset,
@@ -168,7 +173,8 @@ def main(args: argparse.Namespace) -> dict:
         torch.set_num_threads(args.threads)
     model = load_network(args.genotype, args.checkpoint)
     genotype = model.genotype
-    print(f"network: B={genotype.B} F={genotype.F}, {count_parameters(model):,} parameters, "
+    print(f"network: B={genotype.B} F={genotype.F}, {count_parameters(model):,} parameters, input 3x{model.image_size}"
+          f"x{model.image_size}, {model.num_classes} classes, "
           f"{'weights from ' + args.checkpoint if args.checkpoint else 'random weights'}")
 
     out = Path(args.output)
@@ -194,7 +200,7 @@ def main(args: argparse.Namespace) -> dict:
     diffs = {}
     with torch.inference_mode():
         for bs in args.batch_sizes:
-            x = torch.randn(bs, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+            x = torch.randn(bs, 3, model.image_size, model.image_size, generator=gen)
             ref = model(x).numpy()
             got = session.run([OUTPUT_NAME], {INPUT_NAME: x.numpy()})[0]
             if got.shape != ref.shape:
@@ -208,7 +214,7 @@ def main(args: argparse.Namespace) -> dict:
 
     result = {"path": str(out), "max_abs_diff": diffs}
     if args.latency_runs:
-        x = torch.randn(1, 3, IMAGE_SIZE, IMAGE_SIZE, generator=gen)
+        x = torch.randn(1, 3, model.image_size, model.image_size, generator=gen)
         feed = {INPUT_NAME: x.numpy()}
         result["ort_ms"] = median_ms(lambda: session.run([OUTPUT_NAME], feed), args.latency_runs)
         with torch.inference_mode():

@@ -34,8 +34,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                                 parents=[scaffold.get_args_parser(output="runs/search", checkpoint="checkpoint.pth")])
     p.set_defaults(channels_last="off")  # the supernet's speed with channels_last is not measured yet
     g = p.add_argument_group("search data")
-    g.add_argument("--arch-split", type=int, default=cifar.ARCH_SPLIT,
-                   help="training images held out for the architecture parameters (paper: 5000)")
+    g.add_argument("--arch-split", type=scaffold.count_or_fraction, default=cifar.ARCH_SPLIT,
+                   help="training images held out for alpha: a count (5000) or a fraction (paper: 0.1 = 5000 of 50,000)")
     g = p.add_argument_group("search space")
     g.add_argument("--B", type=int, default=18, help="blocks per stage (paper's network: 18)")
     g.add_argument("--F", type=int, default=400, help="final width, a multiple of 8 >= 64 (paper's network: 400)")
@@ -98,18 +98,18 @@ def check_args(args: argparse.Namespace) -> None:
 
 def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) -> SimpleNamespace:
     """Data loaders (each process its shard of every batch), supernet, weight optimizer, the Architect."""
-    weight_split, arch_split = cifar.split_train(scaffold.load_data(args, info)[0], args.arch_split)
+    train, _, data = scaffold.load_data(args, info)
+    weight_split, arch_split = cifar.split_train(train, cifar.arch_split_size(args.arch_split, len(train)))
     kw = dict(device=device, channels_last=args.channels_last == "on", dtype=scaffold.dtype(args))
     shard = dict(rank=info.rank, world_size=info.world_size, **kw)
-    s = SimpleNamespace(splits=(len(weight_split), len(arch_split)), sync=ddp.Sync(info), info=info)
+    s = SimpleNamespace(splits=(len(weight_split), len(arch_split)), sync=ddp.Sync(info), info=info, data=data)
     s.train_loader = cifar.BatchLoader(weight_split, args.batch_size // info.world_size, train=True,
                                        augment=args.augment, name="weights split", **shard)
-    # architecture batches: reshuffled, not augmented (they measure the current network)
     s.arch_loader = cifar.BatchLoader(arch_split, args.arch_batch_size // info.world_size, train=True, augment=False,
-                                      name="architecture split", **shard)
+                                      name="architecture split", **shard)  # reshuffled, not augmented
     s.valid_loader = ddp.test_loader(arch_split, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
                                      "architecture split", kw["dtype"])
-    s.supernet = build_supernet(args.B, args.F, args.candidates).to(
+    s.supernet = build_supernet(args.B, args.F, args.candidates, data.num_classes, data.image_size).to(
         device, kw["dtype"], memory_format=torch.channels_last if kw["channels_last"] else torch.contiguous_format)
     if args.sync_bn and info.enabled:
         s.supernet = ddp.convert_sync_batchnorm(s.supernet, device)
@@ -167,6 +167,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
     seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths
     s = build(args, device, info)
     run.restore(model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect)
+    run.dataset = s.data
     log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
     if info.is_main:
         save_json(vars(args), run.out / "config.json")
@@ -189,8 +190,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
     genotype = s.supernet.derive()
     if run.finished and info.is_main:  # (genotype.json: the same, written with the last epoch)
         save_genotype(genotype, run.out / "genotype_final.json")
-        counts = ", ".join(f"{k} {v}" for k, v in genotype.op_counts().items() if v)
-        print(f"final genotype: {run.out / 'genotype_final.json'} ({counts})", flush=True)
+        print(f"final genotype: {run.out / 'genotype_final.json'} ({genotype.describe_counts()})", flush=True)
     log.close()
     return {"genotype": genotype, "alphas": s.supernet.alphas().cpu(), "run_dir": run.out}
 

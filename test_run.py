@@ -28,6 +28,7 @@ import visualize_cifar
 from utils import data as cifar
 from utils.errors import UserError, run_cli
 from utils.run import refuse_existing_run
+from utils.synthetic import write_synthetic_cifar
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -57,7 +58,7 @@ def write_subset(src: Path | None, args, out: Path) -> Path:
     """Write the fixed train/test subsets as a CIFAR-format folder that every stage reads."""
     if src is None:  # synthetic
         per_batch = math.ceil(args.train_images / 5)
-        return cifar.write_synthetic_cifar(out, per_batch=per_batch, n_test=args.test_images, seed=args.seed).parent
+        return write_synthetic_cifar(out, per_batch=per_batch, n_test=args.test_images, seed=args.seed).parent
     train, test = cifar.load_cifar10(src, download=args.download)
     train, test = cifar.take(train, args.train_images), cifar.take(test, args.test_images)
     folder = out / cifar.BATCHES_DIR
@@ -135,8 +136,7 @@ def main(args: argparse.Namespace) -> dict:
     for name, t, text in rows:
         print(f"{name:<10} {t:>7.0f}s  {text}")
     print(f"{'total':<10} {total:>7.0f}s")
-    counts = ", ".join(f"{k} {v}" for k, v in g.op_counts().items() if v)
-    print(f"\ngenotype ({counts}): {genotype_path}")
+    print(f"\ngenotype ({g.describe_counts()}): {genotype_path}")
     print("files:", *[str(p) for p in [search_dir / "checkpoint.pth", train_dir / "results.json",
                                        out / "model.onnx", *pictures]], sep="\n  ")
     return {"times": times, "total_s": total, "search": search_log[-1], "train": train, "export": export,

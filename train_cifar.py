@@ -23,6 +23,7 @@ from utils import data as cifar
 from utils import distributed as ddp
 from utils import run as scaffold
 from utils.checkpoint import CheckpointError, load_checkpoint, load_fitting, load_search_weights, save_json
+from utils.data import DatasetInfo
 from utils.device import describe, resolve_device, seed_everything
 from utils.errors import UserError, run_cli
 from utils.runlog import EpochLog
@@ -110,11 +111,13 @@ def eval_only(args, device, info: ddp.DistInfo) -> dict:
     saved = load_checkpoint(args.eval_only, kind="train")
     genotype = checkpoint_genotype(saved, args.genotype, args.eval_only)
     channels_last, amp = scaffold.use_channels_last(args.channels_last, device), make_amp(device, args.amp)
-    net = build_net(genotype)
+    data = DatasetInfo.from_dict(saved.get("dataset"))  # the data set comes with the checkpoint, not the flags
+    net = build_net(genotype, data.num_classes, image_size=data.image_size)
     load_fitting(net, saved["model"], f"checkpoint {args.eval_only}")
     net = net.to(device, scaffold.dtype(args), memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    tests = ddp.test_loader(scaffold.load_data(args, info)[1], args.eval_batch_size, device, info, channels_last,
-                            dtype=scaffold.dtype(args))
+    how = {k: saved["args"].get(k, v) for k, v in (("dataset", "cifar10"), ("image_size", None), ("resize", "square"))}
+    _, test_set, _ = scaffold.load_data(argparse.Namespace(**{**vars(args), **how, "train_subset": None}), info)
+    tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, channels_last, dtype=scaffold.dtype(args))
     r = ddp.evaluate_all(torch.compile(net) if args.compile else net, tests, net, amp, info,
                          args.progress and info.is_main)
     if info.is_main:
@@ -130,13 +133,14 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> Simp
                         amp=make_amp(device, args.amp), criterion=nn.CrossEntropyLoss(label_smoothing=args.label_smoothing))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
-    s.train_set, test_set = scaffold.load_data(args, info)
+    s.train_set, test_set, s.data = scaffold.load_data(args, info)
+    run.dataset = s.data
     s.train_loader = cifar.BatchLoader(s.train_set, args.batch_size // info.world_size, device, train=True,
                                        cutout=args.cutout, augment=args.augment, rank=info.rank,
                                        world_size=info.world_size, channels_last=s.channels_last, name="training set",
                                        dtype=scaffold.dtype(args))
     s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=scaffold.dtype(args))
-    s.net = build_net(genotype, path_drop=args.path_drop, cell_drop=args.cell_drop)
+    s.net = build_net(genotype, s.data.num_classes, args.path_drop, args.cell_drop, s.data.image_size)
     if args.init_from and run.saved is None:
         try:
             load_search_weights(s.net, genotype, args.init_from)
@@ -165,9 +169,9 @@ def train(args, device, info: ddp.DistInfo) -> dict:
     genotype = (checkpoint_genotype(run.saved, None, run.checkpoint) if run.saved
                 else genotypes.get(args.genotype or DEFAULT_GENOTYPE))
     scaffold.check_world(args, info.world_size)
-    madds = multiply_adds(genotype)
     seed_everything(args.seed)  # the same seed on every process: same init, batch order and drops
     s = setup(args, device, info, run, genotype)
+    madds = multiply_adds(genotype, s.data.image_size, s.data.num_classes)
     s.best = {"acc": 0.0, "epoch": 0, "wall": 0.0} if run.saved is None else {
         "acc": run.saved["best_acc"], "epoch": run.saved["best_epoch"], "wall": run.saved["wall_time_s"]}
     s.log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
@@ -191,7 +195,8 @@ def train(args, device, info: ddp.DistInfo) -> dict:
                "final_test_acc": test["acc"], "final_test_loss": test["loss"], "best_test_acc": s.best["acc"],
                "best_epoch": s.best["epoch"], "params": count_parameters(s.net), "multiply_adds": madds,
                "epochs": args.epochs, "wall_time_s": s.best["wall"], "device": describe(device),
-               "processes": info.world_size, "amp": s.amp.name, "global_batch_size": args.batch_size, "lr": s.base_lr}
+               "processes": info.world_size, "amp": s.amp.name, "global_batch_size": args.batch_size, "lr": s.base_lr,
+               "dataset": s.data.to_dict()}
     if info.is_main:
         save_json(results, run.out / "results.json")
         print(f"final_test_acc={test['acc']:.2f}\nbest_test_acc={s.best['acc']:.2f}", flush=True)

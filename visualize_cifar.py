@@ -20,10 +20,11 @@ from pathlib import Path
 import graphviz
 
 import genotypes
-from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, NUM_STAGES, OP_CODES,
+from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES,
                           OP_FAMILY, PRIMITIVES, STEM_CHANNELS, block_plan)
 from utils.errors import UserError, run_cli
 from utils.checkpoint import CheckpointError, load_search_alphas
+from utils.data import CIFAR10, DatasetInfo
 
 INSTALL_HINT = ("install Graphviz to render the pictures: apt-get install graphviz (Debian/Ubuntu), "
                 "brew install graphviz (macOS), conda install -c conda-forge graphviz (conda); "
@@ -89,12 +90,13 @@ def _add(g: graphviz.Digraph, name: str) -> None:
     g.node(name, "+", shape="circle", style="", width="0.26", fixedsize="true", fontsize="14")
 
 
-def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "") -> graphviz.Digraph:
+def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "", data: DatasetInfo = CIFAR10
+               ) -> graphviz.Digraph:
     """The tree cell of ``block``: split/copy/add points as nodes, each searchable edge an arrow
     labelled with its op (coloured by family) and carrying ``id`` = its edge name (EDGE_NAMES)."""
     if not 0 <= block < genotype.num_blocks:
         raise UserError(f"--block {block} is out of range: the network has blocks 0..{genotype.num_blocks - 1}")
-    spec = block_plan(genotype.B, genotype.F)[block]
+    spec = block_plan(genotype.B, genotype.F, data.image_size)[block]
     ops, w = genotype.ops[block], spec.width
     g = _digraph("cell")
     g.attr("node", shape="box", style="rounded,filled", fillcolor="#F2F2F2", color="#555555", height="0.3")
@@ -147,9 +149,10 @@ def cell_graph(genotype: genotypes.Genotype, block: int = 0, title: str = "") ->
 
 
 # ------------------------------------------------------------------ (b) the network
-def network_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Digraph:
-    """stem -> 3 stages (block counts, widths, strides, map sizes) -> head, and one block's layout."""
-    plan = block_plan(genotype.B, genotype.F)
+def network_graph(genotype: genotypes.Genotype, title: str = "", data: DatasetInfo = CIFAR10) -> graphviz.Digraph:
+    """stem -> 3 stages (block counts, widths, strides, map sizes) -> head, and one block's layout,
+    for the images and classes of ``data`` (a search checkpoint's)."""
+    plan, size = block_plan(genotype.B, genotype.F, data.image_size), data.image_size
     g = _digraph("network")
     g.attr("node", shape="box", style="rounded,filled", fillcolor="#F2F2F2", color="#555555", margin="0.12,0.06")
     # The layout of one residual tree block, drawn under the chain; declared first so that dot puts it
@@ -170,9 +173,9 @@ def network_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Dig
         c.edge("bx", "b_add", style="dashed", fontsize="10",
                label="<shortcut: identity<BR/>(avg pool 2×2 if stride 2)<BR/>zero-padded C<SUB>in</SUB> → 4w>")
 
-    g.node("input", f"image\n3 × {IMAGE_SIZE} × {IMAGE_SIZE}", fillcolor="white")
+    g.node("input", f"image\n3 × {size} × {size}", fillcolor="white")
     g.node("stem", f"stem\nconv 3×3, 3 → {STEM_CHANNELS}\nBN")
-    prev, shape = "stem", f"{STEM_CHANNELS} × {IMAGE_SIZE} × {IMAGE_SIZE}"
+    prev, shape = "stem", f"{STEM_CHANNELS} × {size} × {size}"
     g.edge("input", "stem")
     for s, blocks in enumerate(_stage_blocks(genotype.B)):
         first, last = plan[blocks[0]], plan[blocks[-1]]
@@ -183,9 +186,9 @@ def network_graph(genotype: genotypes.Genotype, title: str = "") -> graphviz.Dig
                             f'<BR/>{stride}>', fillcolor="#DCE9F5")
         g.edge(prev, f"stage{s}", label=shape, fontsize="10", fontcolor="#555555")
         prev, shape = f"stage{s}", f"{last.out_channels} × {last.out_size} × {last.out_size}"
-    g.node("head", f"head\nBN-ReLU\nglobal avg pool\nFC {genotype.F} → {NUM_CLASSES}")
+    g.node("head", f"head\nBN-ReLU\nglobal avg pool\nFC {genotype.F} → {data.num_classes}")
     g.edge(prev, "head", label=shape, fontsize="10", fontcolor="#555555")
-    g.node("logits", f"{NUM_CLASSES} logits", fillcolor="white")
+    g.node("logits", f"{data.num_classes} logits", fillcolor="white")
     g.edge("head", "logits")
     with g.subgraph() as r:
         r.attr(rank="same")
@@ -330,13 +333,13 @@ def main(args: argparse.Namespace) -> list[Path]:
     if stem.suffix in (".gv", ".png", ".svg", ".pdf"):
         stem = stem.with_suffix("")
     graphs: dict[str, graphviz.Digraph] = {}
-    genotype, title = None, ""
+    genotype, title, data = None, "", CIFAR10
     if args.genotype is not None:
         genotype = genotypes.get(args.genotype)
         title = Path(args.genotype).stem if Path(args.genotype).suffix == ".json" else args.genotype
     if args.checkpoint is not None:
         try:
-            probs, candidates, B, F = load_search_alphas(args.checkpoint)
+            probs, candidates, B, F, data = load_search_alphas(args.checkpoint)
         except CheckpointError as e:
             raise UserError(f"--checkpoint {e}") from None
         graphs["alpha"] = alpha_graph(probs, candidates, B, title=f"search B={B}, F={F}")
@@ -344,7 +347,7 @@ def main(args: argparse.Namespace) -> list[Path]:
             genotype, title = argmax_genotype(probs, candidates, B, F), "argmax of the search"
     if genotype is None:
         genotype, title = genotypes.PROXYLESS_CIFAR, "proxyless_cifar"
-    graphs = {"cell": cell_graph(genotype, args.block, title), "network": network_graph(genotype, title),
+    graphs = {"cell": cell_graph(genotype, args.block, title, data), "network": network_graph(genotype, title, data),
               "ops": ops_graph(genotype, title), **graphs}
 
     render = shutil.which("dot") is not None

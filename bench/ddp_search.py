@@ -67,7 +67,7 @@ def main(args) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(args.data) if args.data else None
         if data is None:
-            from utils.data import write_synthetic_cifar
+            from utils.synthetic import write_synthetic_cifar
             data = Path(tmp) / "data"
             write_synthetic_cifar(data, per_batch=-(-args.images // 5), n_test=100, seed=0)
         one = search(data, Path(tmp) / "one", args, 1, 2)  # the same two cores as ...

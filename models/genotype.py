@@ -57,6 +57,10 @@ class Genotype:
     def ops_used(self) -> set[str]:
         return {op for block in self.ops for op in block}
 
+    def describe_counts(self) -> str:
+        """'sep_3x3 5, identity 2, ...': the ops used and how often."""
+        return ", ".join(f"{k} {v}" for k, v in self.op_counts().items() if v)
+
     def op_counts(self) -> dict[str, int]:
         counts = {name: 0 for name in PRIMITIVES}
         for block in self.ops:

@@ -11,7 +11,7 @@ torch.set_num_threads(1)
 @pytest.fixture
 def synthetic_data(tmp_path):
     """A tiny CIFAR-format folder (5 x 40 train images, 40 test images), made by the test."""
-    from utils.data import write_synthetic_cifar
+    from utils.synthetic import write_synthetic_cifar
     write_synthetic_cifar(tmp_path / "data", per_batch=40, n_test=40, seed=0)
     return tmp_path / "data"
 

@@ -30,7 +30,7 @@ ALPHA_TOL, WEIGHT_TOL = 1e-10, 1e-10
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from utils.data import write_synthetic_cifar
+    from utils.synthetic import write_synthetic_cifar
     root = tmp_path_factory.mktemp("ddp") / "data"
     write_synthetic_cifar(root, per_batch=16, n_test=16, seed=0)
     return root

@@ -18,6 +18,7 @@ from utils import train as train_utils
 from utils.checkpoint import load_checkpoint, save_genotype
 from utils.device import DeviceError, resolve_device
 from utils.errors import USER_ERRORS
+from utils.synthetic import write_synthetic_cifar
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
 
 @pytest.fixture
 def data(tmp_path):
-    cifar.write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)  # 80 training images
+    write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)  # 80 training images
     return tmp_path / "data"
 
 

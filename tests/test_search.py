@@ -19,7 +19,7 @@ from utils.train import make_amp
 @pytest.fixture
 def synthetic_data(tmp_path):
     """Smaller than the shared fixture: 80 training images (64 for weights, 16 for alpha)."""
-    from utils.data import write_synthetic_cifar
+    from utils.synthetic import write_synthetic_cifar
     write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)
     return tmp_path / "data"
 

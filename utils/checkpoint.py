@@ -15,6 +15,7 @@ from models.genotype import Genotype
 from models.proxyless_nas import build_supernet
 from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
 
+from .data import DatasetInfo
 from .errors import UserError
 
 
@@ -104,8 +105,13 @@ def load_search_weights(net: torch.nn.Module, genotype: Genotype, path: str | os
     if missing:
         raise CheckpointError(f"{path}: the genotype uses op(s) {', '.join(missing)} that the supernet "
                               f"lacks (its candidates: {', '.join(a['candidates'])})")
+    data = DatasetInfo.from_dict(saved.get("dataset"))
+    if (data.num_classes, data.image_size) != (net.num_classes, net.image_size):
+        raise CheckpointError(f"{path}: the search ran on {data.name} ({data.num_classes} classes, {data.image_size}x"
+                              f"{data.image_size} images); this network is for {net.num_classes} classes and "
+                              f"{net.image_size}x{net.image_size} images")
     with torch.random.fork_rng(devices=[]):  # building the supernet must not move the run's RNG
-        supernet = build_supernet(a["B"], a["F"], a["candidates"])
+        supernet = build_supernet(a["B"], a["F"], a["candidates"], data.num_classes, data.image_size)
     load_fitting(supernet, saved["model"], f"search checkpoint {path}")
     load_fitting(net, supernet.derived_state_dict(genotype), f"search checkpoint {path}")
 
@@ -113,8 +119,8 @@ def load_search_weights(net: torch.nn.Module, genotype: Genotype, path: str | os
 _ALPHA_KEY = re.compile(r"^blocks\.(\d+)\.cell\.edges\.(\d+)\.alpha$")
 
 
-def load_search_alphas(path: str | os.PathLike) -> tuple[list[list[list[float]]], list[str], int, int]:
-    """(probs[block][edge][i], candidates, B, F) from a search checkpoint (softmax of the alphas)."""
+def load_search_alphas(path: str | os.PathLike) -> tuple[list[list[list[float]]], list[str], int, int, DatasetInfo]:
+    """(probs[block][edge][i], candidates, B, F, data set) from a search checkpoint (softmax of the alphas)."""
     where = str(path)
     ckpt = load_checkpoint(path, kind="search")  # written by search_cifar.py to RUN_DIR/checkpoint.pth
     args = ckpt["args"]
@@ -146,4 +152,4 @@ def load_search_alphas(path: str | os.PathLike) -> tuple[list[list[list[float]]]
                                 f"expected ({len(candidates)},) for candidates {candidates}")
             row.append(torch.softmax(a.detach().float(), 0).tolist())
         probs.append(row)
-    return probs, candidates, B, F
+    return probs, candidates, B, F, DatasetInfo.from_dict(ckpt.get("dataset"))

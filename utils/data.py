@@ -1,4 +1,6 @@
-"""CIFAR-10 in the standard ``cifar-10-batches-py`` layout, held in memory, augmented in batches.
+"""Data sets held in memory as uint8 tensors and augmented in batches: CIFAR-10 and CIFAR-100 in their
+python layouts (``cifar-10-batches-py``, ``cifar-100-python``, fine labels), and image folders
+(utils/folder.py).  ``load_dataset`` gives (train, test, DatasetInfo) for any of them.
 
 Why no DataLoader workers: CIFAR-10 is 180 MB of uint8; it is moved to the training device once,
 and random crop / flip / cutout run as a few batched tensor ops there.  On a GPU this removes the
@@ -35,8 +37,14 @@ OFFICIAL_MD5 = {
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
 }
+CIFAR100_DIR = "cifar-100-python"
+CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"}
+# the training set's per-channel mean and (population) std, as commonly used for CIFAR-100
+CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
+CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
+DATASETS = ("cifar10", "cifar100", "folder")
 SPLIT_SEED = 0  # the 45k/5k split is a fixed permutation: torch.randperm(50000, seed 0)
-ARCH_SPLIT = 5000
+ARCH_SPLIT = 0.1  # the paper's 5,000 of CIFAR-10's 50,000 training images
 
 
 class DataError(UserError):
@@ -49,14 +57,42 @@ class DataWarning(UserWarning):
 
 @dataclass
 class Split:
-    images: torch.Tensor  # (N, 3, 32, 32) uint8
+    images: torch.Tensor  # (N, 3, S, S) uint8
     labels: torch.Tensor  # (N,) int64
+    mean: tuple[float, ...] = CIFAR_MEAN  # per channel, in [0, 1] units: how batches are normalized
+    std: tuple[float, ...] = CIFAR_STD
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, idx: torch.Tensor) -> "Split":
-        return Split(self.images[idx], self.labels[idx])
+        return Split(self.images[idx], self.labels[idx], self.mean, self.std)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a network trained on a data set needs to know about it; travels with checkpoints and results,
+    so that evaluation, export and pictures need no data-set flags."""
+
+    name: str
+    num_classes: int
+    image_size: int
+    mean: tuple[float, ...] = CIFAR_MEAN
+    std: tuple[float, ...] = CIFAR_STD
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "num_classes": self.num_classes, "image_size": self.image_size,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "DatasetInfo":
+        """None (a checkpoint from before data sets were recorded): CIFAR-10."""
+        if d is None:
+            return CIFAR10
+        return cls(d["name"], int(d["num_classes"]), int(d["image_size"]), tuple(d["mean"]), tuple(d["std"]))
+
+
+CIFAR10 = DatasetInfo("cifar10", 10, 32)
 
 
 HOW_TO_GET = ("get cifar-10-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it into "
@@ -128,7 +164,75 @@ def load_cifar10(root: str | os.PathLike = "./data", download: bool = True,
     return cat(TRAIN_FILES), cat(TEST_FILES)
 
 
-def split_train(train: Split, arch_size: int = ARCH_SPLIT, seed: int = SPLIT_SEED) -> tuple[Split, Split]:
+def _download_cifar100(root: Path) -> None:
+    import torchvision
+    try:
+        torchvision.datasets.CIFAR100(str(root), train=True, download=True)
+    except Exception as e:  # URLError, timeout, HTTP errors, a bad archive: all mean "no data"
+        raise DataError(f"CIFAR-100 is not at {root / CIFAR100_DIR} and downloading it failed "
+                        f"({type(e).__name__}: {e}); get cifar-100-python.tar.gz from "
+                        f"https://www.cs.toronto.edu/~kriz/cifar.html and extract it into {root}") from None
+
+
+def load_cifar100(root: str | os.PathLike = "./data", download: bool = True) -> tuple[Split, Split]:
+    """(train, test) of CIFAR-100 (fine labels, 100 classes) from ``root/cifar-100-python``; downloaded
+    with torchvision when missing (unless forbidden); other md5 sums than the official ones: one warning."""
+    root = Path(root)
+    folder = root if root.name == CIFAR100_DIR else root / CIFAR100_DIR
+    missing = [f for f in CIFAR100_MD5 if not (folder / f).is_file()]
+    if missing:
+        if not download:
+            raise DataError(f"CIFAR-100 not found: {folder} lacks {', '.join(missing)} and downloading is off; get "
+                            f"cifar-100-python.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and extract it "
+                            f"into {root}")
+        _download_cifar100(root)
+        folder = root / CIFAR100_DIR
+    differ = [f for f in CIFAR100_MD5 if _md5(folder / f) != CIFAR100_MD5[f]]
+    if differ:
+        warnings.warn(f"{folder}: {', '.join(differ)} differ from the official CIFAR-100 md5 sums; loading it anyway",
+                      DataWarning, stacklevel=2)
+    out = []
+    for name in CIFAR100_MD5:
+        try:
+            with open(folder / name, "rb") as f:
+                d = pickle.load(f, encoding="bytes")
+            images = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
+            labels = np.asarray(d[b"fine_labels"], dtype=np.int64)
+        except Exception as e:  # unpickling garbage raises many types; all mean a corrupt file
+            raise DataError(f"{folder / name} is not a readable CIFAR-100 python file ({type(e).__name__}: {e})") from None
+        if len(images) != len(labels) or labels.min(initial=0) < 0 or labels.max(initial=0) > 99:
+            raise DataError(f"{folder / name}: {len(images)} images but {len(labels)} labels in 0..99")
+        out.append(Split(torch.from_numpy(images), torch.from_numpy(labels), CIFAR100_MEAN, CIFAR100_STD))
+    return out[0], out[1]
+
+
+def load_dataset(name: str, root: str | os.PathLike, download: bool = True, image_size: int | None = None,
+                 resize: str = "square") -> tuple[Split, Split, DatasetInfo]:
+    """(train, test, info) of ``name`` (cifar10 | cifar100 | folder).  CIFAR images are 32x32; an image
+    folder is resized to ``image_size`` (default 32) -- see utils/folder.py."""
+    if name not in DATASETS:
+        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
+    if name != "folder":
+        if image_size not in (None, 32):
+            raise DataError(f"{name} images are 32x32; another image size applies to image folders")
+        train, test = load_cifar10(root, download) if name == "cifar10" else load_cifar100(root, download)
+        return train, test, DatasetInfo(name, 10 if name == "cifar10" else 100, 32, train.mean, train.std)
+    from .folder import load_image_folder
+    size = image_size or 32
+    train, test, classes = load_image_folder(root, size, resize)
+    return train, test, DatasetInfo("folder", len(classes), size, train.mean, train.std)
+
+
+def arch_split_size(value: int | float, n_train: int) -> int:
+    """--arch-split as a count (an int) or a fraction of the training images (a float in (0, 1))."""
+    if isinstance(value, float):
+        if not 0 < value < 1:
+            raise DataError(f"the architecture split as a fraction must be in (0, 1), got {value}")
+        return max(1, round(value * n_train))
+    return value
+
+
+def split_train(train: Split, arch_size: int = 5000, seed: int = SPLIT_SEED) -> tuple[Split, Split]:
     """(weights split, architecture split): a fixed random permutation of the training set, the
     first ``arch_size`` images for the architecture parameters (50,000 -> 45,000 + 5,000)."""
     if not 0 < arch_size < len(train):
@@ -148,8 +252,8 @@ def take(split: Split, n: int | None, seed: int = SPLIT_SEED) -> Split:
 
 
 # ---------------------------------------------------------------- batched augmentation
-def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0,
-            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0, dtype: torch.dtype = torch.float32,
+            mean: tuple[float, ...] = CIFAR_MEAN, std: tuple[float, ...] = CIFAR_STD) -> torch.Tensor:
     """Random crop with zero padding, horizontal flip, normalization and cutout, for a batch.
 
     x: (N, 3, H, W) uint8 on any device.  Random numbers are drawn on the CPU (global RNG).
@@ -169,7 +273,7 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0,
     if flip:
         mask = (torch.rand(n) < 0.5).to(dev, non_blocking=True)[:, None, None, None]
         x = torch.where(mask, x.flip(3), x)
-    x = normalize(x, dtype)
+    x = normalize(x, dtype, mean, std)
     if cutout:
         cy = torch.randint(0, h, (n,)).to(dev, non_blocking=True)[:, None, None]
         cx = torch.randint(0, w, (n,)).to(dev, non_blocking=True)[:, None, None]
@@ -181,9 +285,10 @@ def augment(x: torch.Tensor, pad: int = 4, flip: bool = True, cutout: int = 0,
     return x
 
 
-def normalize(x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    mean = torch.tensor(CIFAR_MEAN, device=x.device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+def normalize(x: torch.Tensor, dtype: torch.dtype = torch.float32, mean: tuple[float, ...] = CIFAR_MEAN,
+              std: tuple[float, ...] = CIFAR_STD) -> torch.Tensor:
+    mean = torch.tensor(mean, device=x.device, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device, dtype=dtype).view(1, 3, 1, 1)
     return (x.to(dtype) / 255.0 - mean) / std
 
 
@@ -212,6 +317,7 @@ class BatchLoader:
         self.labels = split.labels.to(device)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.dtype = dtype  # of the normalized images (float64 only for numerical checks)
+        self.stats = {"dtype": dtype, "mean": split.mean, "std": split.std}
 
     def _indices(self) -> torch.Tensor:
         n = len(self.labels)
@@ -232,7 +338,7 @@ class BatchLoader:
         for i in range(len(self)):
             b = idx[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[b]
-            x = augment(x, cutout=self.cutout, dtype=self.dtype) if self.augment else normalize(x, self.dtype)
+            x = augment(x, cutout=self.cutout, **self.stats) if self.augment else normalize(x, **self.stats)
             yield x.contiguous(memory_format=self.memory_format), self.labels[b]
 
 
@@ -242,35 +348,3 @@ def endless(loader) -> Iterator:
         raise DataError("cannot cycle through a loader that yields no batch")
     while True:
         yield from loader
-
-
-# ---------------------------------------------------------------- synthetic data (tests, offline runs)
-def write_synthetic_cifar(root: str | os.PathLike, per_batch: int = 100, n_test: int = 100,
-                          seed: int = 0) -> Path:
-    """Write a tiny CIFAR-10 look-alike in the python-batch layout: 5 train batches of ``per_batch``
-    images and a test batch.  Each class has its own mean colour and stripe direction, so a small
-    network learns it well above chance.  Returns the ``cifar-10-batches-py`` folder."""
-    rng = np.random.default_rng(seed)
-    folder = Path(root) / BATCHES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    colors = rng.integers(40, 216, size=(10, 3))
-    yy, xx = np.mgrid[0:32, 0:32]
-
-    def make(n):
-        labels = rng.integers(0, 10, size=n)
-        imgs = np.empty((n, 3, 32, 32), dtype=np.float64)
-        for i, c in enumerate(labels):
-            stripes = 30 * np.sin((xx * np.cos(c * 0.314) + yy * np.sin(c * 0.314)) * 0.8)
-            imgs[i] = colors[c][:, None, None] + stripes[None] + rng.normal(0, 20, size=(3, 32, 32))
-        return np.clip(imgs, 0, 255).astype(np.uint8).reshape(n, -1), labels.tolist()
-
-    for name in TRAIN_FILES + TEST_FILES:
-        data, labels = make(n_test if name == "test_batch" else per_batch)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}, f, protocol=4)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
-                                      b"horse", b"ship", b"truck"], b"num_cases_per_batch": per_batch,
-                     b"num_vis": 3072}, f, protocol=4)
-    return folder

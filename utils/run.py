@@ -22,9 +22,10 @@ from tqdm import tqdm
 
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, load_fitting, save_checkpoint
-from .data import DataError, Split, load_cifar10, take
+from .data import DATASETS, DataError, DatasetInfo, Split, load_dataset, take
 from .device import get_rng_state, set_rng_state
 from .errors import UserError
+from models.space import SpaceError, check_image_size
 from .train import DivergenceError
 
 # where/how fast (not what) a run computes, and the step sizes a diverged run is resumed with
@@ -36,10 +37,18 @@ def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint
                     ) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=add_help, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     g = p.add_argument_group("data")
-    g.add_argument("--data", default="./data", help="folder holding cifar-10-batches-py (downloaded there if missing)")
+    g.add_argument("--dataset", default="cifar10", choices=DATASETS,
+                   help="cifar10 / cifar100: the python layouts, downloaded into --data if missing; folder: "
+                        "--data holds train/<class>/ and val/<class>/ (or test/) images (README: Your own data)")
+    g.add_argument("--data", default="./data",
+                   help="folder holding cifar-10-batches-py or cifar-100-python, or the image folder")
     g.add_argument("--no-download", dest="download", action="store_false", help="never download; fail if data is missing")
+    g.add_argument("--image-size", type=int, default=None, metavar="S",
+                   help="folder: images are resized to S x S, a multiple of 4 >= 8 (default 32); CIFAR: 32 only")
+    g.add_argument("--resize", choices=("square", "crop"), default="square",
+                   help="folder: square = both sides to S (aspect changes); crop = shorter side to S, centre crop")
     g.add_argument("--train-subset", type=int, default=None, metavar="N",
-                   help="use a fixed random N of the 50,000 training images (quick runs)")
+                   help="use a fixed random N of the training images (quick runs)")
     g.add_argument("--no-augment", dest="augment", action="store_false",
                    help="no random crop, flip or cutout (deterministic batches, e.g. for DDP equivalence checks)")
     g = p.add_argument_group("run")
@@ -73,26 +82,40 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
+    if args.image_size is not None:
+        try:
+            check_image_size(args.image_size)
+        except SpaceError as e:
+            raise UserError(f"--image-size: {e}") from None
     if args.float64 and args.amp not in ("auto", "off"):
         raise UserError(f"--float64 does not go with --amp {args.amp}")
     if args.float64:
         args.amp = "off"
 
 
+def count_or_fraction(text: str) -> int | float:
+    """An argparse type: '5000' -> 5000 images, '0.1' -> a tenth of them."""
+    try:
+        return float(text) if any(c in text for c in ".eE") else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (5000) or a fraction (0.1), got {text!r}") from None
+
+
 def dtype(args: argparse.Namespace) -> torch.dtype:
     return torch.float64 if args.float64 else torch.float32
 
 
-def load_data(args: argparse.Namespace, info: ddp.DistInfo = ddp.DistInfo()) -> tuple[Split, Split]:
-    """(training set, limited to --train-subset, test set); rank 0 first, as it may download.
-    A DataError comes back in the flags' words."""
+def load_data(args: argparse.Namespace, info: ddp.DistInfo = ddp.DistInfo()) -> tuple[Split, Split, DatasetInfo]:
+    """(training set, limited to --train-subset, test set, what the network needs to know of them);
+    rank 0 first, as it may download or write the image cache.  A DataError comes back in the flags' words."""
     try:
         with ddp.main_first(info):
-            train_set, test_set = load_cifar10(args.data, download=args.download)
+            train_set, test_set, data = load_dataset(args.dataset, args.data, args.download, args.image_size,
+                                                     args.resize)
     except DataError as e:
-        how = "" if args.download else " (without --no-download it downloads)"
-        raise UserError(f"{e}; --data {args.data} is the folder read{how}") from None
-    return take(train_set, args.train_subset), test_set
+        how = "" if args.download or args.dataset == "folder" else " (without --no-download it downloads)"
+        raise UserError(f"{e}; --data {args.data} is the folder read (--dataset {args.dataset}){how}") from None
+    return take(train_set, args.train_subset), test_set, data
 
 
 def check_world(args: argparse.Namespace, world_size: int, flags=("batch_size",)) -> None:
@@ -139,6 +162,7 @@ class Run:
         self.saved: dict | None = None
         self.start_epoch = self.saved_epoch = 0
         self.finished = False
+        self.dataset: DatasetInfo | None = None  # set by the script once the data is loaded; saved with state()
         if args.resume is None:
             refuse_existing_run(self.out, (checkpoint,), f"{kind} run")
             return
@@ -179,7 +203,8 @@ class Run:
 
     def state(self, epoch: int, **stateful) -> dict[str, Any]:
         """A checkpoint dict: kind, epoch, args, RNG state and every object's state_dict (None stays None)."""
-        out = {"kind": self.kind, "epoch": epoch, "args": vars(self.args), "rng": get_rng_state()}
+        out = {"kind": self.kind, "epoch": epoch, "args": vars(self.args), "rng": get_rng_state(),
+               "dataset": self.dataset.to_dict() if self.dataset else None}
         out.update({k: None if v is None else v.state_dict() for k, v in stateful.items()})
         return out
 
