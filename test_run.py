@@ -34,7 +34,13 @@ from utils.synthetic import write_synthetic_cifar
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--data", default="./data", help="folder holding cifar-10-batches-py (downloaded there if missing)")
+    p.add_argument("--dataset", choices=cifar.DATASETS, default="cifar10",
+                   help="cifar10: fixed train/test subsets are written first; cifar100 / folder: --train-images "
+                        "is the training subset and the whole test (or val) split is used")
+    p.add_argument("--data", default="./data",
+                   help="folder holding cifar-10-batches-py or cifar-100-python (downloaded there if missing), "
+                        "or the image folder (train/<class>/, val/<class>/)")
+    p.add_argument("--image-size", type=int, default=None, help="folder: images resized to this size (default 32)")
     p.add_argument("--no-download", dest="download", action="store_false", help="never download")
     p.add_argument("--synthetic", action="store_true", help="use a synthetic CIFAR-format data set (no download)")
     p.add_argument("--output", default="runs/test_run", help="run directory")
@@ -86,17 +92,25 @@ def _stage(name: str, fn, times: dict):
 def main(args: argparse.Namespace) -> dict:
     if args.arch_split >= args.train_images:
         raise UserError("--arch-split must be smaller than --train-images")
+    if args.synthetic and args.dataset != "cifar10":
+        raise UserError("--synthetic makes a CIFAR-10 look-alike: it goes with --dataset cifar10")
     out = Path(args.output)
     refuse_existing_run(out, ("search", "train"), "test run", "delete it or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
     common = ["--device", args.device, "--seed", str(args.seed), "--batch-size", str(args.batch_size),
-              "--no-download"] + ([] if args.progress else ["--no-progress"])
+              "--dataset", args.dataset] + ([] if args.progress else ["--no-progress"])
+    common += ["--image-size", str(args.image_size)] if args.image_size else []
     times: dict[str, float] = {}
     start = time.perf_counter()
 
-    data_dir = _stage("data", lambda: write_subset(None if args.synthetic else Path(args.data), args, out / "data"),
-                      times)
-    warnings.filterwarnings("ignore", category=cifar.DataWarning)  # our own subset files: md5s differ by design
+    if args.dataset == "cifar10":  # a CIFAR-format folder of the subsets, read by every stage
+        data_dir = _stage("data", lambda: write_subset(None if args.synthetic else Path(args.data), args, out / "data"),
+                          times)
+        common.append("--no-download")
+        warnings.filterwarnings("ignore", category=cifar.DataWarning)  # our own subset files: md5s differ by design
+    else:
+        data_dir, times["data"] = Path(args.data), 0.0
+        common += ["--train-subset", str(args.train_images)] + ([] if args.download else ["--no-download"])
 
     search_dir = out / "search"
     _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
@@ -122,7 +136,8 @@ def main(args: argparse.Namespace) -> dict:
 
     g = genotypes.get(str(genotype_path))
     rows = [
-        ("data", times["data"], f"{args.train_images} train / {args.test_images} test images"
+        ("data", times["data"], f"{args.dataset}: {args.train_images} train images / "
+                                + (f"{args.test_images} test images" if args.dataset == "cifar10" else "the test split")
                                 + (" (synthetic)" if args.synthetic else "")),
         ("search", times["search"], f"argmax net on the alpha split: {search_log[-1]['valid_argmax_acc']:.1f} % "
                                     f"(entropy {search_log[-1]['entropy']:.3f})"),

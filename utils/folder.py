@@ -34,9 +34,14 @@ CACHE_FORMAT = 1
 
 
 def decode(path: Path) -> torch.Tensor:
-    """(3, H, W) uint8 RGB; the one place images are decoded (tests count the calls)."""
+    """(3, H, W) uint8 RGB; the one place images are decoded (tests count the calls).
+
+    torchvision 0.29 (pinned in requirements.txt) announces that its image decoders will move to
+    TorchCodec; they work, and this is the one call to change when they do: the notice is silenced here."""
     from torchvision.io import ImageReadMode, decode_image
-    return decode_image(str(path), mode=ImageReadMode.RGB)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*image decoding and encoding", category=DeprecationWarning)
+        return decode_image(str(path), mode=ImageReadMode.RGB)
 
 
 def resize(image: torch.Tensor, size: int, mode: str) -> torch.Tensor:
