@@ -112,6 +112,29 @@ def test_cifar100_search_and_training(tmp_path):
                     tmp_path / "s" / "genotype_final.json")
     assert out["dataset"]["name"] == "cifar100" and out["dataset"]["num_classes"] == 100
     assert out["dataset"]["mean"] == list(CIFAR100_MEAN)  # its own normalization, not CIFAR-10's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)
+        ev = train_cifar.main(train_cifar.get_args_parser().parse_args(
+            ["--eval-only", str(tmp_path / "t" / "last.pth"), "--data", str(tmp_path / "c100"), *COMMON]))
+    assert ev["test_acc"] == pytest.approx(out["final_test_acc"], abs=1e-9)
+    r = export_onnx.main(export_onnx.get_args_parser().parse_args(
+        ["--checkpoint", str(tmp_path / "t" / "last.pth"), "--output", str(tmp_path / "m.onnx"), "--latency-runs", "0",
+         "--batch-sizes", "2"]))
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert sess.get_outputs()[0].shape[1] == 100 and r["max_abs_diff"][2] <= 1e-4
+
+
+def test_cifar100_download_failure_is_one_clear_error(tmp_path, monkeypatch):
+    import urllib.error
+
+    import torchvision
+
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR100", offline)
+    with pytest.raises(USER_ERRORS, match=r"CIFAR-100 is not at .*cifar-100-python and downloading it failed"):
+        load_dataset("cifar100", tmp_path / "nothing", download=True)
 
 
 # ------------------------------------------------------------------ the cache
