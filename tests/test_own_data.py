@@ -156,6 +156,9 @@ def test_folder_cache_is_reused_and_rebuilt_when_a_file_is_added(tmp_path, monke
     calls.clear()
     load_dataset("folder", root, image_size=24)  # another size: another cache file
     assert len(calls) == 16
+    (root / ".pnas_cache_24_square.pt").write_bytes(b"damaged")  # a broken cache is rebuilt, not an error
+    calls.clear()
+    assert len(load_dataset("folder", root, image_size=24)[0]) == 10 and len(calls) == 16
 
 
 def test_resize_modes_and_training_statistics(tmp_path):

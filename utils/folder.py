@@ -83,11 +83,15 @@ def _fingerprint(files: list[Path], root: Path) -> str:
 
 
 def available_memory() -> int:
-    """Bytes of physical memory available now (Linux), or 0 when unknown (no check then)."""
+    """Bytes of memory available now (Linux: MemAvailable, which counts reclaimable caches), or 0 when
+    unknown (no check then)."""
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 0
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass  # not Linux
+    return 0
 
 
 def _load_split(by_class: dict[str, list[Path]], classes: list[str], size: int, mode: str,
@@ -106,7 +110,8 @@ def _load_split(by_class: dict[str, list[Path]], classes: list[str], size: int, 
             images.append(resize(img, size, mode))
             labels.append(label)
     if not images:
-        raise DataError("no image could be decoded")
+        raise DataError(f"no image could be decoded among {sum(map(len, by_class.values()))} files "
+                        f"(e.g. {next(iter(by_class.values()))[0]})")
     return Split(torch.stack(images), torch.tensor(labels, dtype=torch.long))
 
 
@@ -148,7 +153,10 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, resize_mode
     cache_file = root / f".pnas_cache_{image_size}_{resize_mode}.pt"
     fingerprint = _fingerprint(every, root)
     if cache and cache_file.is_file():
-        saved = torch.load(cache_file, weights_only=True)
+        try:
+            saved = torch.load(cache_file, weights_only=True)
+        except Exception:  # another version's or a damaged cache: rebuilt below, as a stale one is
+            saved = {}
         if saved.get("format") == CACHE_FORMAT and saved.get("fingerprint") == fingerprint:
             return _splits(saved), _splits(saved, "eval"), saved["classes"]
     skipped: list[Path] = []
