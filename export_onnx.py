@@ -29,6 +29,7 @@ from utils.errors import UserError, run_cli
 from utils.checkpoint import load_checkpoint, load_fitting
 from utils.data import CIFAR10, DatasetInfo
 from utils.device import seed_everything
+from utils.train import recalibrate_bn
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, in a bare state_dict
@@ -74,16 +75,7 @@ def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> No
     """Give a randomly initialised network BN statistics measured on random inputs.  With the default
     statistics (mean 0, var 1) nothing normalizes in eval mode and the logits of a deep random network
     reach ~1e16, where an absolute comparison with onnxruntime would mean nothing."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    for bn in bns:
-        bn.reset_running_stats()
-        bn.momentum = None  # cumulative average over the calibration batches
-    model.train()
-    for _ in range(batches):
-        model(torch.randn(batch_size, 3, model.image_size, model.image_size))
-    for bn in bns:
-        bn.momentum = 0.1
-    model.eval()
+    recalibrate_bn(model, (torch.randn(batch_size, 3, model.image_size, model.image_size) for _ in range(batches)))
 
 
 def load_network(genotype_arg: str | None, checkpoint: str | None) -> DerivedNet:

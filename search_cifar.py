@@ -119,10 +119,9 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     latency = None if args.latency_table is None else LatencyTerm.from_table(
         args.latency_table, s.supernet, args.target_latency, kind=args.latency_loss, lam=args.latency_lambda,
         beta=args.latency_beta, w=args.reward_w)
-    s.architect = Architect(s.supernet, make_amp(device, args.amp), s.criterion, lr=args.arch_lr,
-                            betas=tuple(args.arch_betas), eps=args.arch_eps, algo=args.algo, mode=args.arch_mode,
-                            latency=latency, samples=args.reinforce_samples, baseline_decay=args.baseline_decay,
-                            sync=s.sync)
+    s.architect = Architect(s.supernet, make_amp(device, args.amp), s.criterion, lr=args.arch_lr, eps=args.arch_eps,
+                            betas=tuple(args.arch_betas), algo=args.algo, mode=args.arch_mode, latency=latency,
+                            samples=args.reinforce_samples, baseline_decay=args.baseline_decay, sync=s.sync)
     return s
 
 
@@ -147,8 +146,8 @@ def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, devic
     comm = s.sync.counts()
     s.sync.check_same("the sampled paths and alpha", s.supernet.path_digest, s.supernet.alphas())
     train = ddp.reduce_train(train, s.info, device)
-    record = {"epoch": epoch + 1, "phase": "warmup" if warm else "search", "lr": train["lr"],
-              "train_loss": train["loss"], "train_acc": train["acc"], **s.architect.evaluate(s.valid_loader, s.amp, s.info),
+    record = {"epoch": epoch + 1, "phase": "warmup" if warm else "search", "lr": train["lr"], "train_loss": train["loss"],
+              "train_acc": train["acc"], **s.architect.evaluate(s.valid_loader, s.amp, s.info, s.train_loader),
               "images_per_s": train["images_per_s"], "epoch_time_s": time.perf_counter() - t0}
     if arch_meter.n:
         record.update({f"arch_{k}": v for k, v in ddp.reduce_train(arch_meter.result(), s.info, device).items()})
@@ -190,7 +189,9 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
     genotype = s.supernet.derive()
     if run.finished and info.is_main:  # (genotype.json: the same, written with the last epoch)
         save_genotype(genotype, run.out / "genotype_final.json")
-        print(f"final genotype: {run.out / 'genotype_final.json'} ({genotype.describe_counts()})", flush=True)
+        note = s.architect.convergence_note()  # near-uniform alphas: the genotype is close to a random draw
+        print(f"final genotype: {run.out / 'genotype_final.json'} ({genotype.describe_counts()})"
+              + (f"\nwarning: {note} (--epochs, --arch-every, --arch-lr)" if note else ""), flush=True)
     log.close()
     return {"genotype": genotype, "alphas": s.supernet.alphas().cpu(), "run_dir": run.out}
 

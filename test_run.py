@@ -27,6 +27,7 @@ import train_cifar
 import visualize_cifar
 from utils import data as cifar
 from utils.errors import UserError, run_cli
+from utils.datasets import DATASETS
 from utils.run import refuse_existing_run
 from utils.synthetic import write_synthetic_cifar
 
@@ -34,7 +35,7 @@ from utils.synthetic import write_synthetic_cifar
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--dataset", choices=cifar.DATASETS, default="cifar10",
+    p.add_argument("--dataset", choices=DATASETS, default="cifar10",
                    help="cifar10: fixed train/test subsets are written first; cifar100 / folder: --train-images "
                         "is the training subset and the whole test (or val) split is used")
     p.add_argument("--data", default="./data",

@@ -341,7 +341,7 @@ def main(args: argparse.Namespace) -> list[Path]:
         try:
             probs, candidates, B, F, data = load_search_alphas(args.checkpoint)
         except CheckpointError as e:
-            raise UserError(f"--checkpoint {e}") from None
+            raise UserError(f"--checkpoint: {e}") from None
         graphs["alpha"] = alpha_graph(probs, candidates, B, title=f"search B={B}, F={F}")
         if genotype is None:
             genotype, title = argmax_genotype(probs, candidates, B, F), "argmax of the search"

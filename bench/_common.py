@@ -29,8 +29,9 @@ def check_args(args: argparse.Namespace) -> None:
     except ValueError as e:
         raise UserError(f"--B/--F: {e}") from None
     for flag in ("batch", "threads", "repeats"):
-        if getattr(args, flag, 1) < 1:
-            raise UserError(f"--{flag} must be >= 1, got {getattr(args, flag)}")
+        values = getattr(args, flag, 1)
+        if any(v < 1 for v in (values if isinstance(values, list) else [values])):
+            raise UserError(f"--{flag} must be >= 1, got {values}")
     if getattr(args, "pair", None) is not None:
         try:
             check_candidates(args.pair)

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from genotypes import Genotype  # noqa: E402
 from models import build_net  # noqa: E402
 from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES  # noqa: E402
+from bench._common import check_args  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency import BACKENDS, LatencyTable, measure, predict_genotype, table_items, table_meta  # noqa: E402
 
@@ -79,6 +80,7 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
+    check_args(args)
     if len(args.repeats) not in (1, len(args.batches)):
         raise UserError(f"--repeats needs one value or one per batch size ({len(args.batches)} given)")
     if args.clock == "cpu" and args.threads != 1:

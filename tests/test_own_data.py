@@ -17,7 +17,8 @@ import search_cifar
 import train_cifar
 import visualize_cifar
 from utils import folder as folder_mod
-from utils.data import CIFAR100_MEAN, DataWarning, load_dataset
+from utils.data import CIFAR100_MEAN, DataWarning
+from utils.datasets import load_dataset
 from utils.errors import USER_ERRORS
 from utils.synthetic import write_synthetic_cifar100
 

@@ -16,6 +16,8 @@ REINFORCE reward is acc x (LAT/T)^w (utils/objective.py).
 """
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -24,7 +26,7 @@ import torch
 from .latency_table import LatencyTable
 from .objective import LatencyModel, latency_loss, reinforce_reward
 from .distributed import DistInfo, Sync, evaluate_all
-from .train import Amp, GradSync, Meter, at_least_float32, backward_step, frozen
+from .train import Amp, GradSync, Meter, at_least_float32, backward_step, bn_statistics_kept, frozen, recalibrate_bn
 
 Reward = Callable[[torch.Tensor, torch.Tensor, object], float]  # (logits, y, supernet) -> reward
 
@@ -168,18 +170,43 @@ class Architect:
                 meter.check()
         return step_hook
 
-    def evaluate(self, loader, amp: Amp, info: DistInfo = DistInfo()) -> dict[str, float]:
+    def evaluate(self, loader, amp: Amp, info: DistInfo = DistInfo(), calibration=None,
+                 calibration_batches: int = 10) -> dict[str, float]:
         """The epoch's view of the search on ``loader`` (the architecture split): loss and accuracy of
-        sampled and of argmax networks, the mean entropy of the op distributions, latency figures."""
+        sampled and of argmax networks, how concentrated the op distributions are, latency figures.
+
+        The argmax network evaluated with the search's BN statistics is misleading (they were gathered
+        over other, sampled paths), so with ``calibration`` (batches of training images) it is also
+        evaluated with statistics recalibrated on its own paths; the search's statistics and RNG stream
+        are restored afterwards, so this measurement does not change the search."""
         with self.supernet.gate_mode("sample"):
             sampled = evaluate_all(self.supernet, loader, self.supernet, amp, info, progress=False)
         with self.supernet.gate_mode("argmax"):
             argmax = evaluate_all(self.supernet, loader, self.supernet, amp, info, progress=False)
+        top = self.supernet.probs().max(1).values
         out = {"valid_loss": sampled["loss"], "valid_acc": sampled["acc"], "valid_argmax_loss": argmax["loss"],
-               "valid_argmax_acc": argmax["acc"], "entropy": self.supernet.entropy()}
+               "valid_argmax_acc": argmax["acc"], "entropy": self.supernet.entropy(),
+               "argmax_prob_mean": float(top.mean()), "argmax_share_over_half": float((top > 0.5).float().mean())}
+        if calibration is not None:
+            with self.supernet.gate_mode("argmax"), bn_statistics_kept(self.supernet), torch.random.fork_rng(devices=[]):
+                recalibrate_bn(self.supernet, (x for x, _ in itertools.islice(calibration, calibration_batches)), amp)
+                recal = evaluate_all(self.supernet, loader, self.supernet, amp, info, progress=False)
+            out.update(valid_argmax_recal_loss=recal["loss"], valid_argmax_recal_acc=recal["acc"])
         if self.latency is not None:
             out.update(self.latency.record(self.supernet))
         return out
+
+    def convergence_note(self, near: float = 0.95) -> str | None:
+        """A sentence when the op distributions are still close to uniform (mean entropy above ``near``
+        times its maximum log N): the argmax genotype is then close to a random draw from the space."""
+        n = len(self.supernet.candidates)
+        entropy, top = self.supernet.entropy(), float(self.supernet.probs().max(1).values.mean())
+        if n < 2 or entropy <= near * math.log(n):
+            return None
+        return (f"the architecture distribution is still close to uniform (mean entropy {entropy:.3f} of at most "
+                f"{math.log(n):.3f} nats, mean argmax probability {top:.3f}, uniform {1 / n:.3f}): the argmax genotype "
+                "is close to a random draw; search longer, take more architecture steps per weight step, or use a "
+                "larger architecture learning rate")
 
     def tensorboard(self, writer, step: int) -> None:
         """The alpha distributions and, per op, its mean probability and argmax count (writer None: nothing)."""

@@ -63,7 +63,7 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu", kind: str | Non
     if path.is_dir():
         path = path / "checkpoint.pth"
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+        raise CheckpointError(f"no checkpoint file at {path}")
     try:
         # our checkpoints hold RNG states, configs and numpy arrays: not weights-only
         saved = torch.load(path, map_location=map_location, weights_only=False)

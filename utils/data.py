@@ -1,6 +1,6 @@
 """Data sets held in memory as uint8 tensors and augmented in batches: CIFAR-10 and CIFAR-100 in their
-python layouts (``cifar-10-batches-py``, ``cifar-100-python``, fine labels), and image folders
-(utils/folder.py).  ``load_dataset`` gives (train, test, DatasetInfo) for any of them.
+python layouts (``cifar-10-batches-py``, ``cifar-100-python``, fine labels); image folders are
+utils/folder.py, and utils/datasets.py: load_dataset gives (train, test, DatasetInfo) for any of them.
 
 Why no DataLoader workers: CIFAR-10 is 180 MB of uint8; it is moved to the training device once,
 and random crop / flip / cutout run as a few batched tensor ops there.  On a GPU this removes the
@@ -42,7 +42,6 @@ CIFAR100_MD5 = {"train": "16019d7e3df5f24257cddd939b257f8d", "test": "f0ef6b0ae6
 # the training set's per-channel mean and (population) std, as commonly used for CIFAR-100
 CIFAR100_MEAN = (0.50707516, 0.48654887, 0.44091784)
 CIFAR100_STD = (0.26733429, 0.25643846, 0.27615047)
-DATASETS = ("cifar10", "cifar100", "folder")
 SPLIT_SEED = 0  # the 45k/5k split is a fixed permutation: torch.randperm(50000, seed 0)
 ARCH_SPLIT = 0.1  # the paper's 5,000 of CIFAR-10's 50,000 training images
 
@@ -204,23 +203,6 @@ def load_cifar100(root: str | os.PathLike = "./data", download: bool = True) -> 
             raise DataError(f"{folder / name}: {len(images)} images but {len(labels)} labels in 0..99")
         out.append(Split(torch.from_numpy(images), torch.from_numpy(labels), CIFAR100_MEAN, CIFAR100_STD))
     return out[0], out[1]
-
-
-def load_dataset(name: str, root: str | os.PathLike, download: bool = True, image_size: int | None = None,
-                 resize: str = "square") -> tuple[Split, Split, DatasetInfo]:
-    """(train, test, info) of ``name`` (cifar10 | cifar100 | folder).  CIFAR images are 32x32; an image
-    folder is resized to ``image_size`` (default 32) -- see utils/folder.py."""
-    if name not in DATASETS:
-        raise DataError(f"unknown data set {name!r}; choose one of {', '.join(DATASETS)}")
-    if name != "folder":
-        if image_size not in (None, 32):
-            raise DataError(f"{name} images are 32x32; another image size applies to image folders")
-        train, test = load_cifar10(root, download) if name == "cifar10" else load_cifar100(root, download)
-        return train, test, DatasetInfo(name, 10 if name == "cifar10" else 100, 32, train.mean, train.std)
-    from .folder import load_image_folder
-    size = image_size or 32
-    train, test, classes = load_image_folder(root, size, resize)
-    return train, test, DatasetInfo("folder", len(classes), size, train.mean, train.std)
 
 
 def arch_split_size(value: int | float, n_train: int) -> int:

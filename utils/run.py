@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, load_fitting, save_checkpoint
-from .data import DATASETS, DataError, DatasetInfo, Split, load_dataset, take
+from .data import DataError, DatasetInfo, Split, take
+from .datasets import DATASETS, load_dataset
 from .device import get_rng_state, set_rng_state
 from .errors import UserError
 from models.space import SpaceError, check_image_size

@@ -204,6 +204,36 @@ def evaluate(model: nn.Module, loader, *, criterion, amp: Amp, desc: str = "eval
     return meter.result()
 
 
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, inputs: Iterable[torch.Tensor], amp: Amp | None = None) -> None:
+    """BatchNorm running statistics measured afresh: reset, then the cumulative average over the forward
+    passes of ``inputs`` in training mode (no weights change; the model ends in eval mode).  For a
+    supernet in "argmax" gate mode this gives the argmax network the statistics of its own paths: the
+    search's running statistics were gathered over whatever paths were sampled."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None  # cumulative average over the calibration batches
+    model.train()
+    for x in inputs:
+        with amp.autocast() if amp is not None else contextlib.nullcontext():
+            model(x)
+    for bn, m in zip(bns, momenta):
+        bn.momentum = m
+    model.eval()
+
+
+@contextlib.contextmanager
+def bn_statistics_kept(model: nn.Module):
+    """Whatever the block does to BatchNorm running statistics is undone afterwards."""
+    saved = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k or "num_batches_tracked" in k}
+    try:
+        yield
+    finally:
+        model.load_state_dict(saved, strict=False)
+
+
 @contextlib.contextmanager
 def frozen(params: Iterable[nn.Parameter]):
     """requires_grad=False for the block (restored after): an architecture step then computes no

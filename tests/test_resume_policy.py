@@ -1,0 +1,108 @@
+"""One resume policy for search and training (utils/run.py RESUMABLE): a resume may change where and
+how fast a run goes and the step sizes (--lr, --arch-lr, --grad-clip); every other flag, --amp
+included, must be as the checkpoint's run had it."""
+import json
+from pathlib import Path
+
+import pytest
+
+import genotypes
+import search_cifar
+import train_cifar
+from utils import run as scaffold
+from utils.checkpoint import load_checkpoint, save_genotype
+from utils.errors import USER_ERRORS
+from utils.synthetic import write_synthetic_cifar
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
+
+
+@pytest.fixture
+def data(tmp_path):
+    write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)  # 80 training images
+    return tmp_path / "data"
+
+
+def search(data, out, *flags):
+    argv = ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
+            "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "16", "--arch-batch-size", "16",
+            "--arch-every", "2", "--output", str(out), "--no-progress", "--seed", "3", *map(str, flags)]
+    return search_cifar.main(search_cifar.get_args_parser().parse_args(argv))
+
+
+def train(data, out, *flags):
+    g = out.parent / "g.json"
+    save_genotype(genotypes.uniform(1, 64, "sep_3x3"), g)
+    argv = ["--data", str(data), "--no-download", "--no-progress", "--batch-size", "16", "--genotype", str(g),
+            "--train-subset", "32", "--epochs", "3", "--output", str(out), *map(str, flags)]
+    return train_cifar.main(train_cifar.get_args_parser().parse_args(argv))
+
+
+SCRIPTS = {  # runner, checkpoint name, the script's --channels-last default, another value
+    "search": (search, "checkpoint.pth", "off", "on"),
+    "train": (train, "last.pth", "auto", "off"),
+}
+
+
+def records(out):
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize("which", list(SCRIPTS))
+def test_changed_amp_is_refused(data, tmp_path, which):
+    go, ckpt, _, _ = SCRIPTS[which]
+    out = tmp_path / "run"
+    go(data, out, "--amp", "off", "--no-tensorboard", "--stop-after", 1)
+    before = (out / ckpt).read_bytes()
+    with pytest.raises(USER_ERRORS) as e:
+        go(data, out, "--amp", "bf16", "--no-tensorboard", "--resume")
+    msg = str(e.value)
+    assert "--amp off (now bf16)" in msg and "other settings" in msg, msg
+    assert "--lr" not in msg.split(";")[0]  # only the flags that changed are named
+    assert (out / ckpt).read_bytes() == before and len(records(out)) == 1  # nothing touched
+
+
+@pytest.mark.parametrize("which", list(SCRIPTS))
+def test_changed_lr_tensorboard_and_channels_last_are_accepted(data, tmp_path, which, capsys):
+    go, ckpt, default, channels_last = SCRIPTS[which]
+    out = tmp_path / "run"
+    go(data, out, "--amp", "off", "--stop-after", 1)  # TensorBoard on
+    assert (out / "tb").is_dir()
+    capsys.readouterr()
+    go(data, out, "--amp", "off", "--resume", "--lr", "0.05", "--stop-after", 1)
+    said = capsys.readouterr().out
+    assert "resuming" in said and "--lr 0.1 (now 0.05)" in said, said
+    saved = load_checkpoint(out / ckpt)
+    assert saved["epoch"] == 2 and saved["args"]["lr"] == 0.05
+    go(data, out, "--amp", "off", "--resume", "--lr", "0.05", "--no-tensorboard", "--channels-last", channels_last)
+    said = capsys.readouterr().out
+    assert "--tensorboard True (now False)" in said and f"--channels-last {default} (now {channels_last})" in said, said
+    assert [r["epoch"] for r in records(out)] == [1, 2, 3]
+    saved = load_checkpoint(out / ckpt)
+    assert saved["epoch"] == 3 and saved["args"]["tensorboard"] is False
+    assert saved["args"]["channels_last"] == channels_last
+    assert (out / ("genotype_final.json" if which == "search" else "results.json")).exists()
+
+
+@pytest.mark.parametrize("which", list(SCRIPTS))
+def test_changed_seed_is_refused(data, tmp_path, which):
+    """Any flag outside the policy, not just --amp: the seed decides the batches a resumed run draws."""
+    go = SCRIPTS[which][0]
+    out = tmp_path / "run"
+    go(data, out, "--amp", "off", "--no-tensorboard", "--stop-after", 1)
+    with pytest.raises(USER_ERRORS, match=r"--seed \S+ \(now 7\)"):
+        go(data, out, "--amp", "off", "--no-tensorboard", "--resume", "--seed", "7")
+
+
+def test_resumable_set_and_changed_flags():
+    assert "amp" not in scaffold.RESUMABLE
+    assert {"lr", "arch_lr", "grad_clip", "tensorboard", "channels_last", "device", "output"} <= scaffold.RESUMABLE
+    for fixed in ("seed", "batch_size", "epochs", "B", "F", "candidates", "float64", "weight_decay"):
+        assert fixed not in scaffold.RESUMABLE, fixed
+    old = {"amp": "off", "lr": 0.1, "seed": 0, "tensorboard": True}
+    now = {"amp": "bf16", "lr": 0.05, "seed": 0, "tensorboard": False}
+    assert scaffold.changed_flags(old, now, scaffold.RESUMABLE) == ["--amp off (now bf16)"]
+    assert scaffold.changed_flags(old, dict(old), scaffold.RESUMABLE) == []
+    assert scaffold.changed_flags({"x_y": 1}, {}, frozenset()) == ["--x-y 1 (now None)"]  # a flag one side lacks
+    # the scripts' own additions: training may also change evaluation / speed flags, not the recipe
+    assert {"eval_batch_size", "compile"} <= train_cifar.MAY_CHANGE and "label_smoothing" not in train_cifar.MAY_CHANGE
