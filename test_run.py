@@ -77,6 +77,17 @@ def write_subset(src: Path | None, args, out: Path) -> Path:
     return out
 
 
+def prepare_data(args, out: Path, common: list[str], times: dict) -> Path:
+    """The folder every stage reads; adds the data flags to ``common``."""
+    if args.dataset != "cifar10":  # the data set as it is, limited to --train-images
+        times["data"] = 0.0
+        common += ["--train-subset", str(args.train_images)] + ([] if args.download else ["--no-download"])
+        return Path(args.data)
+    common.append("--no-download")  # a CIFAR-format folder of the fixed subsets
+    warnings.filterwarnings("ignore", category=cifar.DataWarning)  # our own subset files: md5s differ by design
+    return _stage("data", lambda: write_subset(None if args.synthetic else Path(args.data), args, out / "data"), times)
+
+
 def _dump(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
     with open(path, "wb") as f:
         pickle.dump({b"data": images.reshape(len(images), -1), b"labels": labels.tolist()}, f, protocol=4)
@@ -104,14 +115,7 @@ def main(args: argparse.Namespace) -> dict:
     times: dict[str, float] = {}
     start = time.perf_counter()
 
-    if args.dataset == "cifar10":  # a CIFAR-format folder of the subsets, read by every stage
-        data_dir = _stage("data", lambda: write_subset(None if args.synthetic else Path(args.data), args, out / "data"),
-                          times)
-        common.append("--no-download")
-        warnings.filterwarnings("ignore", category=cifar.DataWarning)  # our own subset files: md5s differ by design
-    else:
-        data_dir, times["data"] = Path(args.data), 0.0
-        common += ["--train-subset", str(args.train_images)] + ([] if args.download else ["--no-download"])
+    data_dir = prepare_data(args, out, common, times)
 
     search_dir = out / "search"
     _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
