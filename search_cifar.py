@@ -100,7 +100,7 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     """Data loaders (each process its shard of every batch), supernet, weight optimizer, the Architect."""
     train, _, data = scaffold.load_data(args, info)
     weight_split, arch_split = cifar.split_train(train, cifar.arch_split_size(args.arch_split, len(train)))
-    kw = dict(device=device, channels_last=args.channels_last == "on", dtype=scaffold.dtype(args))
+    kw = dict(device=device, channels_last=scaffold.use_channels_last(args.channels_last, device), dtype=scaffold.dtype(args))
     shard = dict(rank=info.rank, world_size=info.world_size, **kw)
     s = SimpleNamespace(splits=(len(weight_split), len(arch_split)), sync=ddp.Sync(info), info=info, data=data)
     s.train_loader = cifar.BatchLoader(weight_split, args.batch_size // info.world_size, train=True,

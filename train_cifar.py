@@ -130,6 +130,7 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> Simp
     """Loaders, the network (init-from / DDP / sync BN / compile), optimizer and AMP, restored on resume."""
     s = SimpleNamespace(channels_last=scaffold.use_channels_last(args.channels_last, device),
                         base_lr=args.lr * args.batch_size / 64,  # the lr scales with the global batch
+                        dtype=scaffold.dtype(args),
                         amp=make_amp(device, args.amp), criterion=nn.CrossEntropyLoss(label_smoothing=args.label_smoothing))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
@@ -138,15 +139,15 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> Simp
     s.train_loader = cifar.BatchLoader(s.train_set, args.batch_size // info.world_size, device, train=True,
                                        cutout=args.cutout, augment=args.augment, rank=info.rank,
                                        world_size=info.world_size, channels_last=s.channels_last, name="training set",
-                                       dtype=scaffold.dtype(args))
-    s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=scaffold.dtype(args))
+                                       dtype=s.dtype)
+    s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=s.dtype)
     s.net = build_net(genotype, s.data.num_classes, args.path_drop, args.cell_drop, s.data.image_size)
     if args.init_from and run.saved is None:
         try:
             load_search_weights(s.net, genotype, args.init_from)
         except CheckpointError as e:
             raise UserError(f"--init-from {e}") from None
-    s.net = s.net.to(device, scaffold.dtype(args),
+    s.net = s.net.to(device, s.dtype,
                      memory_format=torch.channels_last if s.channels_last else torch.contiguous_format)
     if args.sync_bn and info.enabled:
         s.net = ddp.convert_sync_batchnorm(s.net, device)

@@ -20,13 +20,14 @@ from typing import Any, Iterator
 import torch
 from tqdm import tqdm
 
+from models.space import SpaceError, check_image_size
+
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, load_fitting, save_checkpoint
 from .data import DataError, DatasetInfo, Split, take
 from .datasets import DATASETS, load_dataset
 from .device import get_rng_state, set_rng_state
 from .errors import UserError
-from models.space import SpaceError, check_image_size
 from .train import DivergenceError
 
 # where/how fast (not what) a run computes, and the step sizes a diverged run is resumed with
