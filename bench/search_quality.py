@@ -49,13 +49,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--F", type=int, default=64, help="final width")
     p.add_argument("--train-subset", type=int, default=10000, help="training images for search and retraining")
     p.add_argument("--arch-split", default="2000", help="images of the subset that train alpha")
-    p.add_argument("--warmup-epochs", type=int, default=3, help="search warm-up epochs")
-    p.add_argument("--search-epochs", type=int, default=12, help="search epochs after warm-up")
+    p.add_argument("--warmup-epochs", type=int, default=12,
+                   help="search warm-up epochs (most of a short search: young weights rank ops wrongly)")
+    p.add_argument("--search-epochs", type=int, default=3, help="search epochs after warm-up")
+    p.add_argument("--arch-every", type=int, default=1, help="search: one architecture step every K weight steps")
+    p.add_argument("--arch-lr", type=float, default=0.05, help="search: Adam lr of alpha")
     p.add_argument("--train-epochs", type=int, default=8, help="retraining epochs")
     p.add_argument("--seed", type=int, default=0, help="seed of every retraining")
     p.add_argument("--latency-table", default=None, help="draw random genotypes at the searched one's latency")
     p.add_argument("--search-flags", nargs=argparse.REMAINDER, default=[],
-                   help="more search_cifar.py flags, e.g. --search-flags --arch-lr 0.03 (last on the line)")
+                   help="more search_cifar.py flags, e.g. --search-flags --algo reinforce (last on the line)")
     return p
 
 
@@ -94,6 +97,7 @@ def run_search(args, seed: int, out: Path) -> Genotype:
         search_cifar.main(search_cifar.get_args_parser().parse_args([
             *common(args, out), "--B", str(args.B), "--F", str(args.F), "--arch-split", args.arch_split,
             "--warmup-epochs", str(args.warmup_epochs), "--epochs", str(args.search_epochs), "--seed", str(seed),
+            "--arch-every", str(args.arch_every), "--arch-lr", str(args.arch_lr),
             *resume, *args.search_flags]))
     return Genotype.load(final)
 
