@@ -74,11 +74,14 @@ def main(args: argparse.Namespace) -> list[float]:
     if args.eval_images < 1 or args.calib_batches < 1 or args.threads < 1:
         raise UserError("--eval-images, --calib-batches and --threads must be >= 1")
     torch.set_num_threads(args.threads)
-    figures = []
+    figures, datasets = [], {}
     for path in args.checkpoints:
         saved = load_checkpoint(path, kind="search")
         a, info = saved["args"], DatasetInfo.from_dict(saved.get("dataset"))
-        train, test, _ = load_dataset(a["dataset"], args.data, False, a["image_size"], a["resize"])
+        key = (a["dataset"], a["image_size"], a["resize"])  # checkpoints of one search read its data once
+        if key not in datasets:
+            datasets[key] = load_dataset(*key[:1], args.data, False, *key[1:])
+        train, test, _ = datasets[key]
         supernet = build_supernet(a["B"], a["F"], a["candidates"], info.num_classes, info.image_size)
         supernet.load_state_dict(saved["model"])
         ranks = rank_ops(supernet, BatchLoader(take(train, a["train_subset"]), 64, train=True),
