@@ -80,7 +80,7 @@ def main(args: argparse.Namespace) -> list[float]:
         a, info = saved["args"], DatasetInfo.from_dict(saved.get("dataset"))
         key = (a["dataset"], a["image_size"], a["resize"])  # checkpoints of one search read its data once
         if key not in datasets:
-            datasets[key] = load_dataset(*key[:1], args.data, False, *key[1:])
+            datasets[key] = load_dataset(a["dataset"], args.data, False, a["image_size"], a["resize"])
         train, test, _ = datasets[key]
         supernet = build_supernet(a["B"], a["F"], a["candidates"], info.num_classes, info.image_size)
         supernet.load_state_dict(saved["model"])
