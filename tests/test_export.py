@@ -9,7 +9,7 @@ import torch
 import export_onnx
 import genotypes
 from models import build_net
-from utils.errors import USER_ERRORS, UserError, run_cli
+from utils.errors import USER_ERRORS, run_cli
 from utils.checkpoint import save_checkpoint, save_genotype
 
 TINY = genotypes.Genotype(1, 64, [["sep_3x3", "dil_sep_3x3", "avg_pool_3x3", "max_pool_3x3", "identity", "sep_5x5",

@@ -1,7 +1,6 @@
 """One test per fault a new user hit: a split smaller than one batch, an unknown device, an unwritable
 export path, and a diverged loss (search weights, search architecture, training), each of which must
 end in one clear error and leave the run folder resumable."""
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,15 +10,13 @@ import torch
 import torch.nn as nn
 
 import genotypes
-import search_cifar
-import train_cifar
 from models import build_supernet
 from utils import data as cifar
 from utils import train as train_utils
 from utils.checkpoint import load_checkpoint, save_genotype
 from utils.device import DeviceError, resolve_device
 from utils.errors import USER_ERRORS
-from utils.synthetic import write_synthetic_cifar
+from tiny_runs import records, tiny_search, tiny_train, write_tiny_data
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
@@ -27,28 +24,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
 
 @pytest.fixture
 def data(tmp_path):
-    write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)  # 80 training images
-    return tmp_path / "data"
+    return write_tiny_data(tmp_path)
 
 
 def run(data, out, *flags):
-    argv = ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
-            "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "16", "--arch-batch-size", "16",
-            "--arch-every", "2", "--output", str(out), "--no-progress", "--no-tensorboard", "--seed", "3",
-            *map(str, flags)]
-    return search_cifar.main(search_cifar.get_args_parser().parse_args(argv))
+    return tiny_search(data, out, "--no-tensorboard", *flags)
 
 
 def train(data, out, *flags):
-    g = out.parent / "g.json"
-    save_genotype(genotypes.uniform(1, 64, "sep_3x3"), g)
-    argv = ["--data", str(data), "--no-download", "--no-progress", "--no-tensorboard", "--batch-size", "16",
-            "--genotype", str(g), "--train-subset", "32", "--epochs", "2", "--output", str(out), *map(str, flags)]
-    return train_cifar.main(train_cifar.get_args_parser().parse_args(argv))
-
-
-def records(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+    return tiny_train(data, out, "--no-tensorboard", *flags)
 
 
 def one_error_line(proc) -> str:

@@ -9,7 +9,7 @@ import genotypes
 from genotypes import Genotype, GenotypeError
 from models.space import EDGES_PER_CELL, PRIMITIVES, block_plan
 from utils.checkpoint import save_genotype
-from utils.errors import USER_ERRORS, UserError, run_cli
+from utils.errors import USER_ERRORS, run_cli
 
 
 def _one_line(e: pytest.ExceptionInfo) -> str:

@@ -12,7 +12,7 @@ from utils import latency as L
 from utils.checkpoint import save_genotype
 from utils import latency_table as T
 from utils import objective as O
-from utils.errors import USER_ERRORS, UserError
+from utils.errors import USER_ERRORS
 
 B, F = 1, 64  # the smallest network
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn as nn
 
-import genotypes
 from models import MixedOp, PRIMITIVES, build_net, build_supernet
 from utils import train as train_utils
 from bench.profiling import random_genotype  # seeded, every op at least once

@@ -1,51 +1,30 @@
 """One resume policy for search and training (utils/run.py RESUMABLE): a resume may change where and
 how fast a run goes and the step sizes (--lr, --arch-lr, --grad-clip); every other flag, --amp
 included, must be as the checkpoint's run had it."""
-import json
-from pathlib import Path
-
 import pytest
 
-import genotypes
-import search_cifar
 import train_cifar
 from utils import run as scaffold
-from utils.checkpoint import load_checkpoint, save_genotype
+from utils.checkpoint import load_checkpoint
 from utils.errors import USER_ERRORS
-from utils.synthetic import write_synthetic_cifar
+from tiny_runs import records, tiny_search, tiny_train, write_tiny_data
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
 
 
 @pytest.fixture
 def data(tmp_path):
-    write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)  # 80 training images
-    return tmp_path / "data"
-
-
-def search(data, out, *flags):
-    argv = ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
-            "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "16", "--arch-batch-size", "16",
-            "--arch-every", "2", "--output", str(out), "--no-progress", "--seed", "3", *map(str, flags)]
-    return search_cifar.main(search_cifar.get_args_parser().parse_args(argv))
+    return write_tiny_data(tmp_path)
 
 
 def train(data, out, *flags):
-    g = out.parent / "g.json"
-    save_genotype(genotypes.uniform(1, 64, "sep_3x3"), g)
-    argv = ["--data", str(data), "--no-download", "--no-progress", "--batch-size", "16", "--genotype", str(g),
-            "--train-subset", "32", "--epochs", "3", "--output", str(out), *map(str, flags)]
-    return train_cifar.main(train_cifar.get_args_parser().parse_args(argv))
+    return tiny_train(data, out, *flags, epochs=3)
 
 
 SCRIPTS = {  # runner, checkpoint name, the script's --channels-last default, another value
-    "search": (search, "checkpoint.pth", "off", "on"),
+    "search": (tiny_search, "checkpoint.pth", "off", "on"),
     "train": (train, "last.pth", "auto", "off"),
 }
-
-
-def records(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.parametrize("which", list(SCRIPTS))

@@ -10,7 +10,7 @@ import genotypes
 from models import build_supernet
 import search_cifar
 from utils.architect import Reinforce
-from utils.errors import USER_ERRORS, UserError
+from utils.errors import USER_ERRORS
 from utils.objective import LatencyModel
 from utils.train import make_amp
 
@@ -51,7 +51,7 @@ def test_search_end_to_end_writes_a_loadable_genotype(synthetic_data, tmp_path):
 
 def test_resume_continues_exactly(synthetic_data, tmp_path):
     full = run(synthetic_data, tmp_path / "full")
-    part = run(synthetic_data, tmp_path / "part", "--stop-after", "1")
+    run(synthetic_data, tmp_path / "part", "--stop-after", "1")
     assert not (tmp_path / "part" / "genotype_final.json").exists()
     resumed = run(synthetic_data, tmp_path / "part", "--resume")
     assert torch.equal(full["alphas"], resumed["alphas"])

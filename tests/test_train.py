@@ -14,7 +14,7 @@ import train_cifar
 from models import build_net, build_supernet, count_parameters
 from models import cells as cells_mod
 from models.space import EDGES_PER_CELL
-from utils.errors import USER_ERRORS, UserError
+from utils.errors import USER_ERRORS
 from utils.checkpoint import load_checkpoint, load_search_weights, save_checkpoint, save_genotype
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ import genotypes
 import visualize_cifar as viz
 from models import build_supernet
 from models.space import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
-from utils.errors import USER_ERRORS, UserError, run_cli
+from utils.errors import USER_ERRORS, run_cli
 from utils.checkpoint import save_checkpoint, save_genotype
 
 EDGE_LINE = re.compile(r'^\s*(\w+) -> (\w+) \[(.*)\]\s*$')

@@ -1,0 +1,39 @@
+"""Tiny searches and trainings on 80 synthetic images, shared by the tests that stop, break and resume
+runs (test_faults.py, test_resume_policy.py).  A plain module beside the tests: pytest puts tests/ on
+sys.path (rootdir conftest, default import mode), so ``from tiny_runs import ...`` works there."""
+import json
+from pathlib import Path
+
+import genotypes
+import search_cifar
+import train_cifar
+from utils.checkpoint import save_genotype
+from utils.synthetic import write_synthetic_cifar
+
+
+def write_tiny_data(root: Path) -> Path:
+    """5 x 16 training and 16 test images: two weight batches and one architecture batch of 16."""
+    write_synthetic_cifar(root / "data", per_batch=16, n_test=16, seed=0)
+    return root / "data"
+
+
+def tiny_search(data, out, *flags):
+    """B=1 F=64, one warm-up + two search epochs, an architecture step every second weight step."""
+    argv = ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
+            "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "16", "--arch-batch-size", "16",
+            "--arch-every", "2", "--output", str(out), "--no-progress", "--seed", "3", *map(str, flags)]
+    return search_cifar.main(search_cifar.get_args_parser().parse_args(argv))
+
+
+def tiny_train(data, out, *flags, epochs: int = 2):
+    """An all-sep_3x3 B=1 F=64 network on 32 images (two steps of 16 per epoch)."""
+    g = out.parent / "g.json"
+    save_genotype(genotypes.uniform(1, 64, "sep_3x3"), g)
+    argv = ["--data", str(data), "--no-download", "--no-progress", "--batch-size", "16", "--genotype", str(g),
+            "--train-subset", "32", "--epochs", str(epochs), "--output", str(out), *map(str, flags)]
+    return train_cifar.main(train_cifar.get_args_parser().parse_args(argv))
+
+
+def records(out):
+    """The run's log.jsonl as a list of dicts."""
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
