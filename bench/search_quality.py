@@ -9,10 +9,12 @@ Stages, each skipped when its result exists (so an interrupted bench continues w
 stage cut short resumes from its own checkpoint): one search per ``--seeds`` (search_cifar.main), then
 ``--random`` genotypes drawn uniformly over the candidates on every edge (seeded; with
 ``--latency-table`` redrawn until the predicted latency is within +-5 % of the first searched
-genotype's), then one retraining per genotype (train_cifar.main, the same flags and seed for all).
+genotype's), then one retraining per genotype and ``--train-seeds`` value (train_cifar.main, the same
+flags and seeds for all; a genotype's accuracy is the mean over its seeds).
 Writes results.json, results.md and accuracy_vs_params.png into ``--output`` and ends with
 name=value lines: searched_mean, random_mean, random_std, gap_in_std (searched_mean - random_mean in
-random standard deviations).
+random standard deviations) and, with several --train-seeds, seed_std (the retraining noise: the
+standard deviation between seeds of one genotype, pooled over genotypes).
 """
 from __future__ import annotations
 
@@ -55,7 +57,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch-every", type=int, default=1, help="search: one architecture step every K weight steps")
     p.add_argument("--arch-lr", type=float, default=0.05, help="search: Adam lr of alpha")
     p.add_argument("--train-epochs", type=int, default=8, help="retraining epochs")
-    p.add_argument("--seed", type=int, default=0, help="seed of every retraining")
+    p.add_argument("--train-seeds", type=int, nargs="+", default=[0],
+                   help="retrain every genotype once per seed; its accuracy is the mean (8-epoch retrainings on "
+                        "10k images differ by about 1 point between seeds, see README)")
     p.add_argument("--latency-table", default=None, help="draw random genotypes at the searched one's latency")
     p.add_argument("--search-flags", nargs=argparse.REMAINDER, default=[],
                    help="more search_cifar.py flags, e.g. --search-flags --algo reinforce (last on the line)")
@@ -102,14 +106,32 @@ def run_search(args, seed: int, out: Path) -> Genotype:
     return Genotype.load(final)
 
 
-def run_train(args, genotype_file: Path, out: Path) -> dict:
+def train_dir(out: Path, name: str, seed: int) -> Path:
+    """Seed 0 keeps the plain folder name, so a bench run with one seed is part of a run with more."""
+    return out / (f"train_{name}" if seed == 0 else f"train_{name}_seed{seed}")
+
+
+def run_train(args, genotype_file: Path, out: Path, seed: int = 0) -> dict:
     results = out / "results.json"
     if not results.is_file():
         resume = ["--resume"] if (out / "last.pth").is_file() else []
         train_cifar.main(train_cifar.get_args_parser().parse_args([
             *common(args, out), "--genotype", str(genotype_file), "--epochs", str(args.train_epochs),
-            "--seed", str(args.seed), *resume]))
+            "--seed", str(seed), *resume]))
     return json.loads(results.read_text())
+
+
+def measure(args, name: str, gfile: Path, out: Path) -> dict:
+    """One report row: the genotype retrained once per --train-seeds value, its mean accuracy."""
+    runs = [run_train(args, gfile, train_dir(out, name, s), s) for s in args.train_seeds]
+    accs = [r["final_test_acc"] for r in runs]
+    row = {"name": name, "kind": "searched" if name.startswith("searched") else "random", "params": runs[0]["params"],
+           "multiply_adds": runs[0]["multiply_adds"], "test_acc": statistics.mean(accs), "test_accs": accs,
+           "latency_ms": None}
+    if args.latency_table:
+        from utils.latency_table import LatencyTable, predict_genotype
+        row["latency_ms"] = predict_genotype(LatencyTable.load(args.latency_table), Genotype.load(gfile))
+    return row
 
 
 def summary(rows: list[dict]) -> dict[str, float]:
@@ -117,17 +139,21 @@ def summary(rows: list[dict]) -> dict[str, float]:
     rand = [r["test_acc"] for r in rows if r["kind"] == "random"]
     r_std = statistics.stdev(rand) if len(rand) > 1 else float("nan")
     mean_s, mean_r = statistics.mean(searched), statistics.mean(rand)
-    return {"searched_mean": mean_s, "random_mean": mean_r, "random_std": r_std,
-            "gap_in_std": (mean_s - mean_r) / r_std if r_std > 0 else float("nan")}
+    figures = {"searched_mean": mean_s, "random_mean": mean_r, "random_std": r_std,
+               "gap_in_std": (mean_s - mean_r) / r_std if r_std > 0 else float("nan")}
+    if all(len(r["test_accs"]) > 1 for r in rows):  # the retraining noise: pooled std between seeds
+        figures["seed_std"] = statistics.mean(statistics.variance(r["test_accs"]) for r in rows) ** 0.5
+    return figures
 
 
 def write_report(rows: list[dict], figures: dict[str, float], out: Path) -> None:
     save_json({"rows": rows, **figures}, out / "results.json")
-    lines = ["| genotype | kind | params | mult-adds | latency (ms) | test acc |", "|---|---|---|---|---|---|"]
+    lines = ["| genotype | kind | params | mult-adds | latency (ms) | test acc | per seed |", "|---|" * 7]
     for r in rows:
         lat = f"{r['latency_ms']:.3f}" if r.get("latency_ms") is not None else "-"
+        seeds = " / ".join(f"{a:.2f}" for a in r["test_accs"])
         lines.append(f"| {r['name']} | {r['kind']} | {r['params']:,} | {r['multiply_adds'] / 1e6:.2f} M | {lat} | "
-                     f"{r['test_acc']:.2f} % |")
+                     f"{r['test_acc']:.2f} % | {seeds} |")
     lines += ["", *(f"{k}={v:.4f}" for k, v in figures.items())]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     import matplotlib
@@ -149,6 +175,8 @@ def write_report(rows: list[dict], figures: dict[str, float], out: Path) -> None
 def main(args: argparse.Namespace) -> dict[str, float]:
     if not args.seeds or args.random < 2:
         raise UserError("need at least one --seeds value and --random >= 2 (a standard deviation)")
+    if len(set(args.train_seeds)) != len(args.train_seeds):
+        raise UserError(f"--train-seeds has a repeated seed: {' '.join(map(str, args.train_seeds))}")
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     searched = {f"searched_s{s}": run_search(args, s, out / f"search_s{s}") for s in args.seeds}
@@ -160,15 +188,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         rand_files = sorted(rand_dir.glob("random_*.json"))
     genotype_files = {f"searched_s{s}": out / f"search_s{s}" / "genotype_final.json" for s in args.seeds}
     genotype_files.update({p.stem: p for p in rand_files[:args.random]})
-    rows = []
-    for name, gfile in genotype_files.items():
-        res = run_train(args, gfile, out / f"train_{name}")
-        row = {"name": name, "kind": "searched" if name.startswith("searched") else "random", "params": res["params"],
-               "multiply_adds": res["multiply_adds"], "test_acc": res["final_test_acc"], "latency_ms": None}
-        if args.latency_table:
-            from utils.latency_table import LatencyTable, predict_genotype
-            row["latency_ms"] = predict_genotype(LatencyTable.load(args.latency_table), Genotype.load(gfile))
-        rows.append(row)
+    rows = [measure(args, name, gfile, out) for name, gfile in genotype_files.items()]
     figures = summary(rows)
     write_report(rows, figures, out)
     print((out / "results.md").read_text())

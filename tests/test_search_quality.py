@@ -56,3 +56,26 @@ def test_bench_writes_its_report_and_resumes_without_redoing_stages(synthetic_da
     monkeypatch.setattr(sq.search_cifar, "main", fail)
     monkeypatch.setattr(sq.train_cifar, "main", fail)
     assert sq.main(a) == figures  # everything read back, nothing recomputed
+
+
+def test_more_retraining_seeds_reuse_the_first_and_average(synthetic_data, tmp_path, monkeypatch):
+    """--train-seeds 0 1 after a one-seed bench: only the seed-1 retrainings run; accuracy is the mean."""
+    single = sq.main(args_for(tmp_path, synthetic_data))
+    calls = []
+    real = sq.train_cifar.main
+    monkeypatch.setattr(sq.search_cifar, "main", lambda args: (_ for _ in ()).throw(AssertionError("search ran")))
+    monkeypatch.setattr(sq.train_cifar, "main", lambda args: calls.append(args.seed) or real(args))
+    two = sq.main(args_for(tmp_path, synthetic_data, train_seeds=[0, 1]))
+    assert calls == [1, 1, 1]  # one new retraining per genotype, with seed 1
+    out = tmp_path / "bench"
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    for r in rows:
+        seed0 = json.loads((out / f"train_{r['name']}" / "results.json").read_text())["final_test_acc"]
+        seed1 = json.loads((out / f"train_{r['name']}_seed1" / "results.json").read_text())["final_test_acc"]
+        assert r["test_accs"] == [seed0, seed1] and r["test_acc"] == pytest.approx((seed0 + seed1) / 2)
+    assert two["random_mean"] == pytest.approx(sum(r["test_acc"] for r in rows[1:]) / 2)
+    pooled = (sum((r["test_accs"][0] - r["test_accs"][1]) ** 2 / 2 for r in rows) / len(rows)) ** 0.5
+    assert "seed_std" not in single and two["seed_std"] == pytest.approx(pooled)
+    assert single["searched_mean"] == rows[0]["test_accs"][0]
+    with pytest.raises(sq.UserError, match="repeated seed"):
+        sq.main(args_for(tmp_path, synthetic_data, train_seeds=[0, 0]))
