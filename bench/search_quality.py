@@ -148,7 +148,7 @@ def summary(rows: list[dict]) -> dict[str, float]:
 
 def write_report(rows: list[dict], figures: dict[str, float], out: Path) -> None:
     save_json({"rows": rows, **figures}, out / "results.json")
-    lines = ["| genotype | kind | params | mult-adds | latency (ms) | test acc | per seed |", "|---|" * 7]
+    lines = ["| genotype | kind | params | mult-adds | latency (ms) | test acc | per seed |", "|" + "---|" * 7]
     for r in rows:
         lat = f"{r['latency_ms']:.3f}" if r.get("latency_ms") is not None else "-"
         seeds = " / ".join(f"{a:.2f}" for a in r["test_accs"])

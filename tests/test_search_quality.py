@@ -46,6 +46,7 @@ def test_bench_writes_its_report_and_resumes_without_redoing_stages(synthetic_da
     out = tmp_path / "bench"
     saved = json.loads((out / "results.json").read_text())
     assert [r["kind"] for r in saved["rows"]] == ["searched", "random", "random"]
+    assert (out / "results.md").read_text().splitlines()[1] == "|" + "---|" * 7  # a valid markdown table
     assert (out / "results.md").read_text().count("| random |") == 2 and (out / "accuracy_vs_params.png").is_file()
     assert set(figures) == {"searched_mean", "random_mean", "random_std", "gap_in_std"}
     assert figures["random_mean"] == pytest.approx(sum(r["test_acc"] for r in saved["rows"][1:]) / 2)
