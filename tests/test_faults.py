@@ -174,6 +174,27 @@ def test_architecture_divergence_names_the_arch_loss_and_arch_lr(data, tmp_path,
     assert load_checkpoint(out / "checkpoint.pth")["epoch"] == 1 and len(records(out)) == 1
 
 
+def test_non_finite_alpha_after_a_finite_arch_loss_is_a_divergence(data, tmp_path, monkeypatch):
+    """The loss check alone would let a nan alpha reach torch.multinomial (a traceback) at the next step."""
+    from utils.architect import Architect
+    real = Architect.step
+
+    def step(self, x, y):
+        out = real(self, x, y)
+        with torch.no_grad():
+            self.supernet.arch_parameters()[0][1] = float("nan")
+        return out
+
+    monkeypatch.setattr(Architect, "step", step)
+    out = tmp_path / "run"
+    with pytest.raises(USER_ERRORS) as e:
+        run(data, out)
+    msg = str(e.value)
+    for part in ("epoch 2", "architecture parameter alpha", "nan", "still holds epoch 1", "--arch-lr"):
+        assert part in msg, (part, msg)
+    assert load_checkpoint(out / "checkpoint.pth")["epoch"] == 1 and len(records(out)) == 1
+
+
 def test_training_divergence_keeps_the_last_good_checkpoint(data, tmp_path, monkeypatch):
     out = tmp_path / "run"
     first = train(data, out, "--stop-after", 1)

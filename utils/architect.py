@@ -26,7 +26,8 @@ import torch
 from .latency_table import LatencyTable
 from .objective import LatencyModel, latency_loss, reinforce_reward
 from .distributed import DistInfo, Sync, evaluate_all
-from .train import Amp, GradSync, Meter, at_least_float32, backward_step, bn_statistics_kept, frozen, recalibrate_bn
+from .train import (Amp, DivergenceError, GradSync, Meter, at_least_float32, backward_step, bn_statistics_kept, frozen,
+                    recalibrate_bn)
 
 Reward = Callable[[torch.Tensor, torch.Tensor, object], float]  # (logits, y, supernet) -> reward
 
@@ -168,7 +169,16 @@ class Architect:
                 x, y = next(batches)
                 meter.update(*self.step(x, y), y, step=i)
                 meter.check()
+                self.check_alphas(i)
         return step_hook
+
+    def check_alphas(self, step: int) -> None:
+        """A finite architecture loss can still leave a non-finite alpha (a non-finite gate gradient; seen
+        once in a bf16 CPU test run): stop with the same clear divergence error, before it samples a path."""
+        alphas = self.supernet.alphas().detach()
+        bad = ~torch.isfinite(alphas)
+        if bool(bad.any()):
+            raise DivergenceError("architecture parameter alpha", step, float(alphas[bad][0]))
 
     def evaluate(self, loader, amp: Amp, info: DistInfo = DistInfo(), calibration=None,
                  calibration_batches: int = 10) -> dict[str, float]:
