@@ -175,7 +175,7 @@ class Architect:
     def check_alphas(self, step: int) -> None:
         """A finite architecture loss can still leave a non-finite alpha (a non-finite gate gradient; seen
         once in a bf16 CPU test run): stop with the same clear divergence error, before it samples a path."""
-        alphas = self.supernet.alphas().detach()
+        alphas = self.supernet.alphas()  # a detached copy
         bad = ~torch.isfinite(alphas)
         if bool(bad.any()):
             raise DivergenceError("architecture parameter alpha", step, float(alphas[bad][0]))
