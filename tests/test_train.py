@@ -16,6 +16,7 @@ from models import cells as cells_mod
 from models.space import EDGES_PER_CELL
 from utils.errors import USER_ERRORS
 from utils.checkpoint import load_checkpoint, load_search_weights, save_checkpoint, save_genotype
+from tiny_runs import records
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
@@ -47,10 +48,6 @@ def run(data, out, *flags):
     args = train_cifar.get_args_parser().parse_args(
         ["--data", str(data), "--output", str(out), *FAST, *map(str, flags)])
     return train_cifar.main(args)
-
-
-def records(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
 
 
 # ------------------------------------------------------------------ learning + outputs
