@@ -6,6 +6,7 @@ onnxruntime (CPU) at several batch sizes and compared with PyTorch on the same r
 
     python export_onnx.py --checkpoint runs/train/best.pth --output proxyless_cifar.onnx
     python export_onnx.py --genotype my_search.json --output random_init.onnx   # random weights
+    python export_onnx.py --space nb201 --C 16 --N 5 --genotype '|nor_conv_3x3~0|+|...' --output cell.onnx
 """
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ import torch
 import torch.nn as nn
 
 import genotypes
-from models import DerivedNet, build_net, count_parameters
+from models import build_net, count_parameters, genotype_from_dict
+from models.genotype import Genotype
 from models.space import EDGE_NAMES
 from utils.errors import UserError, run_cli
 from utils.checkpoint import load_checkpoint, load_fitting
 from utils.data import CIFAR10, DatasetInfo
 from utils.device import seed_everything
+from utils.space_args import add_space_flags, resolve_space
 from utils.train import recalibrate_bn
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -36,7 +39,11 @@ _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, in a bare
 
 
 # ------------------------------------------------------------------ checkpoint -> network
-def _genotype_diff(a: genotypes.Genotype, b: genotypes.Genotype) -> str:
+def _genotype_diff(a, b) -> str:
+    if a == b:
+        return ""
+    if not (isinstance(a, Genotype) and isinstance(b, Genotype)):
+        return f"{a.describe()} vs {b.describe()}"
     if (a.B, a.F) != (b.B, b.F):
         return f"B={a.B} F={a.F} vs B={b.B} F={b.F}"
     for k, (ra, rb) in enumerate(zip(a.ops, b.ops)):
@@ -46,18 +53,19 @@ def _genotype_diff(a: genotypes.Genotype, b: genotypes.Genotype) -> str:
     return ""
 
 
-def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], genotypes.Genotype | None, DatasetInfo]:
-    """(state_dict, the genotype stored with it or None, its data set) from a train checkpoint or a bare
-    state_dict (CIFAR-sized images; the classes counted from the classifier's weight)."""
+def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], object, DatasetInfo, str | None, dict | None]:
+    """(state_dict, the genotype stored with it or None, its data set, space name, network size) from a train
+    checkpoint or a bare state_dict (CIFAR-sized images; the classes counted from the classifier's weight)."""
     ckpt = load_checkpoint(path)
     if not isinstance(ckpt, dict):
         raise UserError(f"--checkpoint {path}: expected a train checkpoint or a state_dict, got {type(ckpt).__name__}")
     if ckpt.get("kind") == "search":
         raise UserError(f"--checkpoint {path} is a search checkpoint (a supernet); export takes a derived network: "
                         f"a train checkpoint (train_cifar.py RUN_DIR/best.pth or last.pth)")
+    space, macro = ckpt.get("space"), ckpt.get("macro")
     if "model" in ckpt:
         state, stored, data = ckpt["model"], ckpt.get("genotype"), DatasetInfo.from_dict(ckpt.get("dataset"))
-        stored = genotypes.Genotype.from_dict(stored) if stored is not None else None
+        stored = genotype_from_dict(stored) if stored is not None else None
     else:
         state, stored, data = ckpt, None, CIFAR10
     if not state or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
@@ -67,7 +75,7 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], genotypes.Genot
             state = {k[len(prefix):]: v for k, v in state.items()}
     if "model" not in ckpt and isinstance(state.get("classifier.weight"), torch.Tensor):
         data = dataclasses.replace(data, name="unknown", num_classes=int(state["classifier.weight"].shape[0]))
-    return state, stored, data
+    return state, stored, data, space, macro
 
 
 @torch.no_grad()
@@ -78,18 +86,23 @@ def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> No
     recalibrate_bn(model, (torch.randn(batch_size, 3, model.image_size, model.image_size) for _ in range(batches)))
 
 
-def load_network(genotype_arg: str | None, checkpoint: str | None) -> DerivedNet:
+DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
+
+
+def load_network(args: argparse.Namespace) -> nn.Module:
     """The derived network in eval mode: the checkpoint's weights, or random ones (BN calibrated)."""
-    state, stored, data = read_checkpoint(checkpoint) if checkpoint else (None, None, CIFAR10)
-    if genotype_arg is not None:
-        genotype = genotypes.get(genotype_arg)
-        diff = _genotype_diff(genotype, stored) if stored is not None else ""
+    checkpoint = args.checkpoint
+    state, stored, data, space, macro = read_checkpoint(checkpoint) if checkpoint else (None, None, CIFAR10, None, None)
+    genotype = genotypes.get(args.genotype) if args.genotype is not None else stored
+    if args.genotype is not None and stored is not None:
+        diff = _genotype_diff(genotype, stored)
         if diff:
             raise UserError(f"--checkpoint {checkpoint} was trained with another genotype than --genotype "
-                            f"{genotype_arg} (first difference: {diff}); leave out --genotype to use its own")
-    else:
-        genotype = stored if stored is not None else genotypes.PROXYLESS_CIFAR
-    model = build_net(genotype, data.num_classes, image_size=data.image_size)
+                            f"{args.genotype} (first difference: {diff}); leave out --genotype to use its own")
+    space, macro = resolve_space(args, genotype, space, macro)
+    if genotype is None:
+        genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
+    model = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)
     if state is None:
         calibrate_bn(model)
     else:
@@ -138,8 +151,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--genotype", default=None,
-                   help="named genotype (proxyless_cifar) or genotype JSON file; default: the genotype stored in "
-                        "--checkpoint, else proxyless_cifar")
+                   help="named genotype (proxyless_cifar, nb201_best_cifar10), NAS-Bench-201 string or genotype JSON "
+                        "file; default: the genotype stored in --checkpoint, else the space's "
+                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPE.items()))
     p.add_argument("--checkpoint", default=None,
                    help="train checkpoint (train_cifar.py RUN_DIR/best.pth; its 'model' weights) or a bare "
                         "state_dict; without it the network is randomly initialized (BN statistics calibrated "
@@ -154,6 +168,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0,
                    help="intra-op threads for onnxruntime and torch (0: each library's default)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random weights and the test inputs")
+    add_space_flags(p, title="search space (read from the genotype or checkpoint when left out)")
     return p
 
 
@@ -163,9 +178,10 @@ def main(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    model = load_network(args.genotype, args.checkpoint)
-    genotype = model.genotype
-    print(f"network: B={genotype.B} F={genotype.F}, {count_parameters(model):,} parameters, input 3x{model.image_size}"
+    model = load_network(args)
+    print(f"network: {model.space.name} space {model.space.describe_macro(model.macro)}"
+          f"{'' if model.genotype.describe() in model.space.describe_macro(model.macro) else ' ' + model.genotype.describe()}, "
+          f"{count_parameters(model):,} parameters, input 3x{model.image_size}"
           f"x{model.image_size}, {model.num_classes} classes, "
           f"{'weights from ' + args.checkpoint if args.checkpoint else 'random weights'}")
 

@@ -1,15 +1,21 @@
-"""Named architectures: the authors' released CIFAR-10 network and a lookup by name or JSON file.
+"""Named architectures and one lookup for every way a genotype is given: a name, a NAS-Bench-201 string,
+or a JSON file (whose "space" names its space).
 
-The Genotype type itself lives in models/genotype.py (re-exported here for convenience).
+Named: the authors' released CIFAR-10 network (tree space) and three NAS-Bench-201 cells.  The genotype
+types live in models/genotype.py (tree) and models/nb201.py (NAS-Bench-201 cell).
 """
 from __future__ import annotations
 
+import json
 import os
 
 from models.genotype import SPACE_NAME, Genotype, GenotypeError, uniform
-from models.space import OP_CODES
+from models.nb201 import NAMED as NB201_NAMED
+from models.nb201 import CellGenotype
+from models.space import OP_CODES, SpaceError
+from models.spaces import genotype_from_dict
 
-__all__ = ["SPACE_NAME", "Genotype", "GenotypeError", "uniform", "PROXYLESS_CIFAR", "REGISTRY", "get"]
+__all__ = ["SPACE_NAME", "Genotype", "GenotypeError", "CellGenotype", "uniform", "PROXYLESS_CIFAR", "REGISTRY", "get"]
 
 
 # ------------------------------------------------------------------ named genotypes
@@ -80,15 +86,35 @@ PROXYLESS_CIFAR = Genotype(B=18, F=400, ops=_decode([
     "s7 s3 mp s7 s5 id | s5 mp s3 mp s3 s7",  # 53
 ]))
 
-REGISTRY: dict[str, Genotype] = {"proxyless_cifar": PROXYLESS_CIFAR}
+REGISTRY: dict[str, object] = {"proxyless_cifar": PROXYLESS_CIFAR, **NB201_NAMED}
 
 
-def get(name_or_path: str | os.PathLike) -> Genotype:
-    """A named genotype (case-insensitive, e.g. 'proxyless_cifar') or a genotype JSON file."""
-    key = str(name_or_path)
+def get(spec: str | os.PathLike):
+    """A genotype from a name (case-insensitive: proxyless_cifar, nb201_best_cifar10, ...), a NAS-Bench-201
+    string (|op~0|+|op~0|op~1|+|op~0|op~1|op~2|) or a genotype JSON file of either space."""
+    key = str(spec)
     if key.lower() in REGISTRY:
         return REGISTRY[key.lower()]
+    if key.lstrip().startswith("|"):
+        return CellGenotype.from_string(key)
     if os.path.exists(key):
-        return Genotype.load(key)
-    raise GenotypeError(f"unknown genotype {key!r}: not a named genotype ({', '.join(REGISTRY)}) "
-                        f"and no such JSON file")
+        return load(key)
+    raise GenotypeError(f"unknown genotype {key!r}: not a named genotype ({', '.join(REGISTRY)}), not a "
+                        f"NAS-Bench-201 string (|op~0|+|op~0|op~1|+...) and no such JSON file")
+
+
+def load(path: str | os.PathLike):
+    """A genotype JSON file of any space."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError as e:
+        raise GenotypeError(f"cannot read genotype file {path}: {e.strerror}") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise GenotypeError(f"{path}: genotype is not valid JSON: {e}") from None
+    try:
+        return genotype_from_dict(d)
+    except SpaceError as e:
+        raise GenotypeError(f"{path}: {e}") from None

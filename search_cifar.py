@@ -3,9 +3,12 @@
 Warm-up trains the supernet's weights with uniformly sampled paths; then weight steps on the 45k split
 (one path sampled from p) alternate with an architecture step on the 5k split every K weight steps
 (the algorithm: utils/architect.py; this script wires data, supernet, optimizers, logs, checkpoints).
+Two search spaces: the paper's tree cells (--space tree, sized by --B/--F) and NAS-Bench-201 (--space
+nb201, sized by --C/--N), whose table judges the searched cell every epoch (--nb201-table).
 
     python search_cifar.py --B 18 --F 400 --output runs/search
     python search_cifar.py --B 2 --F 64 --epochs 10 --warmup-epochs 2 --device cpu   # small, CPU
+    python search_cifar.py --space nb201 --nb201-table nb201_table/accuracy.csv.gz --output runs/nb201
 """
 from __future__ import annotations
 
@@ -16,8 +19,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 
-from models import PRIMITIVES, build_supernet, check_candidates, count_parameters
-from models.space import check_macro
+from models import SuperNet, count_parameters, get_space
 from utils import data as cifar
 from utils import distributed as ddp
 from utils import run as scaffold
@@ -25,7 +27,9 @@ from utils.architect import Architect, LatencyTerm
 from utils.checkpoint import save_genotype, save_json
 from utils.device import resolve_device, seed_everything
 from utils.errors import UserError, run_cli
+from utils.nb201_table import NB201Table, column_for
 from utils.runlog import EpochLog
+from utils.space_args import add_space_flags, resolve_space
 from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_groups, train_one_epoch
 
 
@@ -36,11 +40,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("search data")
     g.add_argument("--arch-split", type=scaffold.count_or_fraction, default=cifar.ARCH_SPLIT,
                    help="training images held out for alpha: a count (5000) or a fraction (paper: 0.1 = 5000 of 50,000)")
-    g = p.add_argument_group("search space")
-    g.add_argument("--B", type=int, default=18, help="blocks per stage (paper's network: 18)")
-    g.add_argument("--F", type=int, default=400, help="final width, a multiple of 8 >= 64 (paper's network: 400)")
-    g.add_argument("--candidates", nargs="+", default=list(PRIMITIVES), metavar="OP",
-                   help=f"candidate ops on every edge, from: {' '.join(PRIMITIVES)}")
+    add_space_flags(p)
+    g = p.add_argument_group("search space (candidates, judge)")
+    g.add_argument("--candidates", nargs="+", default=None, metavar="OP",
+                   help="candidate ops on every edge (default: all of the space's) from: tree: "
+                        f"{' '.join(get_space('tree').primitives)}; nb201: {' '.join(get_space('nb201').primitives)}")
+    g.add_argument("--nb201-table", default=None, metavar="CSV",
+                   help="nb201: judge the argmax cell every epoch by this table (columns arch, cifar10_test_200, "
+                        "cifar100_test_200; .csv or .csv.gz; the project ships nb201_table/accuracy.csv.gz)")
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=int, default=200, help="search epochs after warm-up (paper: 200)")
     g.add_argument("--warmup-epochs", type=int, default=40, help="weights-only epochs with uniform paths first (ours)")
@@ -80,8 +87,13 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     scaffold.check_args(args)
-    args.candidates = list(check_candidates(args.candidates))
-    check_macro(args.B, args.F)
+    space, _ = resolve_space(args)
+    try:
+        args.candidates = list(space.check_candidates(space.primitives if args.candidates is None else args.candidates))
+    except ValueError as e:
+        raise UserError(f"--candidates: {e}") from None
+    if args.nb201_table is not None and space.name != "nb201":
+        raise UserError(f"--nb201-table judges NAS-Bench-201 cells; this search is in the {space.name} space")
     small = [n for n in ("epochs", "batch_size", "arch_batch_size", "arch_every", "reinforce_samples") if getattr(args, n) < 1]
     for ok, msg in ((not small, f"--{small[0].replace('_', '-')} must be >= 1" if small else ""),
                     (args.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
@@ -109,7 +121,8 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
                                       name="architecture split", **shard)  # reshuffled, not augmented
     s.valid_loader = ddp.test_loader(arch_split, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
                                      "architecture split", kw["dtype"])
-    s.supernet = build_supernet(args.B, args.F, args.candidates, data.num_classes, data.image_size).to(
+    space, macro = resolve_space(args)
+    s.supernet = SuperNet(space, macro, args.candidates, data.num_classes, data.image_size).to(
         device, kw["dtype"], memory_format=torch.channels_last if kw["channels_last"] else torch.contiguous_format)
     if args.sync_bn and info.enabled:
         s.supernet = ddp.convert_sync_batchnorm(s.supernet, device)
@@ -154,6 +167,18 @@ def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, devic
     return {**record, **comm, "arch_steps": arch_meter.updates, "weight_steps": spe}
 
 
+def load_judge(args: argparse.Namespace):
+    """genotype -> the table's log fields (nb201_arch, nb201_<data set>_test, nb201_percentile), or None.
+    Read and checked before any data is loaded: a table that lacks the column or any cell the search can
+    end on is one error line."""
+    if args.nb201_table is None:
+        return None
+    column = column_for(args.dataset)
+    table = NB201Table.load(args.nb201_table, need=(column,))
+    table.check_covers(args.candidates, column)
+    return lambda genotype: table.judge(genotype, args.dataset)
+
+
 def main(args: argparse.Namespace) -> dict:
     check_args(args)
     with ddp.process_group(resolve_device(args.device)) as (info, device):
@@ -162,7 +187,9 @@ def main(args: argparse.Namespace) -> dict:
 
 def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -> dict:
     scaffold.check_world(args, info.world_size, ("batch_size", "arch_batch_size"))
-    run = scaffold.Run(args, "search", "checkpoint.pth", same=("B", "F", "candidates"), is_main=info.is_main)
+    run = scaffold.Run(args, "search", "checkpoint.pth", same=("space", "B", "F", "C", "N", "candidates"),
+                       may_change=("nb201_table",), is_main=info.is_main)
+    judge = load_judge(args)
     seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths
     s = build(args, device, info)
     run.restore(model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect)
@@ -170,7 +197,8 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
     log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
     if info.is_main:
         save_json(vars(args), run.out / "config.json")
-        print(f"search: B={args.B} F={args.F} candidates={len(args.candidates)} algo={args.algo} device={device} "
+        print(f"search: space={args.space} {s.supernet.space.describe_macro(s.supernet.macro)} "
+              f"candidates={len(args.candidates)} algo={args.algo} device={device} "
               f"processes={info.world_size} amp={s.amp.name} params={count_parameters(s.supernet):,} "
               f"splits={s.splits[0]}/{s.splits[1]} epochs={args.warmup_epochs}+{args.epochs} run={run.out}", flush=True)
     for epoch in run.epochs(args.warmup_epochs + args.epochs):
@@ -180,6 +208,8 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
             log.close()
             raise run.diverged(e, epoch, "a lower --arch-lr" if e.what.startswith("arch") else "a lower --lr") from None
         genotype = s.supernet.derive()
+        if judge is not None:
+            record.update(judge(genotype))
         log.write(record, extra={"genotype": genotype.to_dict()})
         s.architect.tensorboard(log.writer, record["epoch"])
         if info.is_main:
@@ -192,6 +222,9 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
         note = s.architect.convergence_note()  # near-uniform alphas: the genotype is close to a random draw
         print(f"final genotype: {run.out / 'genotype_final.json'} ({genotype.describe_counts()})"
               + (f"\nwarning: {note} (--epochs, --arch-every, --arch-lr)" if note else ""), flush=True)
+        if judge is not None:
+            print("\n".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in judge(genotype).items()),
+                  flush=True)
     log.close()
     return {"genotype": genotype, "alphas": s.supernet.alphas().cpu(), "run_dir": run.out}
 

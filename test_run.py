@@ -7,6 +7,7 @@ few thousand images for a few minutes, a smoke test, not a result.
 
     python test_run.py                     # CIFAR-10 in ./data (downloaded if missing)
     python test_run.py --synthetic         # offline: a synthetic CIFAR-format data set
+    python test_run.py --space nb201       # the NAS-Bench-201 space (C=8, N=1 for the search and the retraining)
 """
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ from utils import data as cifar
 from utils.errors import UserError, run_cli
 from utils.datasets import DATASETS
 from utils.run import refuse_existing_run
+from utils.space_args import add_space_flags, resolve_space
 from utils.synthetic import write_synthetic_cifar
+
+
+# small networks for a quick run (the space's own defaults are full-size)
+SMALL = {"tree": {"B": 1, "F": 64}, "nb201": {"C": 8, "N": 1}}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -45,8 +51,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-download", dest="download", action="store_false", help="never download")
     p.add_argument("--synthetic", action="store_true", help="use a synthetic CIFAR-format data set (no download)")
     p.add_argument("--output", default="runs/test_run", help="run directory")
-    p.add_argument("--B", type=int, default=1, help="blocks per stage of the supernet and the retrained net")
-    p.add_argument("--F", type=int, default=64, help="final width (a multiple of 8 >= 64)")
     p.add_argument("--train-images", type=int, default=2500,
                    help="training images used (a fixed subset); the search holds out --arch-split of them")
     p.add_argument("--arch-split", type=int, default=500, help="images of the subset that train alpha in the search")
@@ -58,6 +62,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--seed", type=int, default=0, help="seed of every stage")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
+    add_space_flags(p, title="search space and the size of the searched and retrained networks (defaults here: "
+                             + ", ".join(f"{k}: {' '.join(f'{f}={v}' for f, v in m.items())}" for k, m in SMALL.items())
+                             + ")")
     return p
 
 
@@ -106,6 +113,12 @@ def main(args: argparse.Namespace) -> dict:
         raise UserError("--arch-split must be smaller than --train-images")
     if args.synthetic and args.dataset != "cifar10":
         raise UserError("--synthetic makes a CIFAR-10 look-alike: it goes with --dataset cifar10")
+    for flag, value in SMALL[args.space or "tree"].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    space, macro = resolve_space(args)
+    size = ["--space", space.name] + [a for k, v in macro.items() for a in (f"--{k}", str(v))]
+    net_size = ["--space", space.name] + ([] if space.name == "tree" else size[2:])  # a tree genotype carries B, F
     out = Path(args.output)
     refuse_existing_run(out, ("search", "train"), "test run", "delete it or choose another --output")
     out.mkdir(parents=True, exist_ok=True)
@@ -119,7 +132,7 @@ def main(args: argparse.Namespace) -> dict:
 
     search_dir = out / "search"
     _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
-        "--data", str(data_dir), "--B", str(args.B), "--F", str(args.F), "--arch-split", str(args.arch_split),
+        "--data", str(data_dir), *size, "--arch-split", str(args.arch_split),
         "--warmup-epochs", str(args.warmup_epochs), "--epochs", str(args.search_epochs),
         "--arch-batch-size", str(args.batch_size), "--output", str(search_dir), "--no-tensorboard", *common])), times)
     search_log = [json.loads(l) for l in (search_dir / "log.jsonl").read_text().splitlines()]
@@ -128,7 +141,7 @@ def main(args: argparse.Namespace) -> dict:
     train_dir = out / "train"
     train = _stage("retrain", lambda: train_cifar.main(train_cifar.get_args_parser().parse_args([
         "--genotype", str(genotype_path), "--data", str(data_dir), "--epochs", str(args.train_epochs),
-        "--output", str(train_dir), "--no-tensorboard", *common])), times)
+        "--output", str(train_dir), "--no-tensorboard", *net_size, *common])), times)
 
     pictures = _stage("visualize", lambda: visualize_cifar.main(visualize_cifar.get_args_parser().parse_args([
         str(out / "pictures" / "searched"), "--genotype", str(genotype_path),

@@ -1,6 +1,11 @@
 """Train a genotype from scratch on CIFAR-10 with the paper's recipe (one process, or torchrun DDP).
 
+Tree-space genotypes train with the authors' CIFAR recipe; NAS-Bench-201 cells (--space nb201, or a
+benchmark string as --genotype) train in the benchmark's network (--C, --N) with its 200-epoch recipe, so
+a table entry can be checked.
+
     python train_cifar.py                                                 # PROXYLESS_CIFAR, 300 epochs
+    python train_cifar.py --genotype '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
     python train_cifar.py --genotype runs/search/genotype_final.json --init-from runs/search/checkpoint.pth
     torchrun --nproc_per_node=4 train_cifar.py --batch-size 256 --sync-bn # same global batch -> same run
     python train_cifar.py --resume --output runs/train                    # continue an interrupted run
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
@@ -18,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import genotypes
-from models import build_net, count_parameters, multiply_adds
+from models import SpaceError, build_net, count_parameters, genotype_from_dict, multiply_adds
 from utils import data as cifar
 from utils import distributed as ddp
 from utils import run as scaffold
@@ -27,20 +33,35 @@ from utils.data import DatasetInfo
 from utils.device import describe, resolve_device, seed_everything
 from utils.errors import UserError, run_cli
 from utils.runlog import EpochLog
+from utils.space_args import add_space_flags, resolve_space
 from utils.train import DivergenceError, cosine_lr, make_amp, param_groups, train_one_epoch
 
-DEFAULT_GENOTYPE = "proxyless_cifar"
+DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
 # beyond the scaffold's RESUMABLE: flags of evaluation and speed; --genotype is compared by content
 MAY_CHANGE = {"eval_only", "eval_batch_size", "compile", "genotype"}
+# Each space's recipe: the defaults of the recipe flags.  tree: the authors' CIFAR configs (lr 0.1 at
+# batch 64, cutout 16, 300 epochs, decay on conv/linear weights only); nb201: the benchmark's 200-epoch
+# recipe (Nesterov SGD, lr 0.1 at batch 256 = 0.025 per 64 images, cosine to 0, weight decay 5e-4 on
+# every parameter, random crop and flip, no cutout, the last partial batch of an epoch kept as a
+# DataLoader does by default).
+RECIPES = {
+    "tree": {"epochs": 300, "batch_size": 64, "lr": 0.1, "weight_decay": 1e-4, "cutout": 16, "decay_bn_bias": False,
+             "drop_last": True},
+    "nb201": {"epochs": 200, "batch_size": 256, "lr": 0.025, "weight_decay": 5e-4, "cutout": 0, "decay_bn_bias": True,
+              "drop_last": False},
+}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 parents=[scaffold.get_args_parser(output="runs/train", checkpoint="last.pth")])
+    add_space_flags(p, title="search space (read from the genotype when left out)")
     g = p.add_argument_group("network")
-    g.add_argument("--genotype", default=None, metavar="NAME|JSON",
-                   help=f"genotype name or JSON file; it carries B and F (None: {DEFAULT_GENOTYPE}, or the "
-                        "checkpoint's with --resume / --eval-only)")
+    g.add_argument("--genotype", default=None, metavar="NAME|STRING|JSON",
+                   help="genotype name, NAS-Bench-201 string or JSON file; a tree genotype carries B and F, a "
+                        "NAS-Bench-201 cell is trained in the network --C/--N (default: "
+                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPE.items())
+                        + ", or the checkpoint's with --resume / --eval-only)")
     g.add_argument("--path-drop", type=float, default=0.0,
                    help="drop each tree-cell branch with this probability per batch (0 = off, as in the authors' config)")
     g.add_argument("--cell-drop", type=float, default=0.0,
@@ -48,20 +69,28 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-from", default=None, metavar="SEARCH_CKPT",
                    help="start from the supernet weights of the chosen ops in this search checkpoint")
     g = p.add_argument_group("augmentation")
-    g.add_argument("--cutout", type=int, default=16, help="cutout square side in pixels, 0 = off (authors: 16)")
-    g = p.add_argument_group("recipe")
-    g.add_argument("--epochs", type=int, default=300, help="training epochs (paper: 300)")
-    g.add_argument("--batch-size", type=int, default=64,
-                   help="global batch, split evenly over torchrun processes (authors' CIFAR configs: 64)")
-    g.add_argument("--lr", type=float, default=0.1,
-                   help="peak lr per 64 images; effective lr = lr * batch_size / 64 (authors: 0.1 at 64)")
+    g.add_argument("--cutout", type=int, default=None,
+                   help="cutout square side in pixels, 0 = off (default: tree 16 as the authors; nb201 0)")
+    g = p.add_argument_group("recipe (defaults: the space's recipe)")
+    g.add_argument("--epochs", type=int, default=None, help="training epochs (default: tree 300 as the paper; nb201 200)")
+    g.add_argument("--batch-size", type=int, default=None,
+                   help="global batch, split evenly over torchrun processes (default: tree 64 as the authors' "
+                        "CIFAR configs; nb201 256)")
+    g.add_argument("--lr", type=float, default=None,
+                   help="peak lr per 64 images; effective lr = lr * batch_size / 64 (default: tree 0.1, the "
+                        "authors' 0.1 at 64; nb201 0.025, the benchmark's 0.1 at 256)")
     g.add_argument("--warmup-epochs", type=float, default=0.0,
                    help="linear lr warm-up before the cosine decay, in epochs (ours; 0 = none, as the authors)")
     g.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (authors: 0.9)")
     g.add_argument("--no-nesterov", dest="nesterov", action="store_false", help="plain momentum (authors: Nesterov)")
-    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay (authors: 1e-4)")
-    g.add_argument("--decay-bn-bias", action="store_true",
-                   help="weight decay on BN weights and biases too (off: conv/linear weights only)")
+    g.add_argument("--weight-decay", type=float, default=None,
+                   help="weight decay (default: tree 1e-4 as the authors; nb201 5e-4)")
+    g.add_argument("--decay-bn-bias", action=argparse.BooleanOptionalAction, default=None,
+                   help="weight decay on BN weights and biases too (default: tree off, conv/linear weights only; "
+                        "nb201 on, as the benchmark)")
+    g.add_argument("--drop-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="drop the last partial batch of each epoch (default: tree on; nb201 off, as the benchmark's "
+                        "data loader)")
     g.add_argument("--label-smoothing", type=float, default=0.0, help="label smoothing of the training loss (0 = off)")
     g = p.add_argument_group("speed and evaluation")
     g.add_argument("--compile", action="store_true", help="torch.compile the network")
@@ -72,8 +101,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_args(args: argparse.Namespace) -> None:
+def check_args(args: argparse.Namespace) -> tuple[object, object, dict]:
+    """The flags' checks; returns (genotype, space, macro) of the run (resolve_recipe)."""
     scaffold.check_args(args)
+    net = resolve_recipe(args)
     for ok, msg in (
             (args.epochs >= 1, "--epochs must be >= 1"),
             (args.batch_size >= 1 and args.eval_batch_size >= 1, "--batch-size and --eval-batch-size must be >= 1"),
@@ -88,31 +119,63 @@ def check_args(args: argparse.Namespace) -> None:
              "--eval-only does not go with --resume or --init-from")):
         if not ok:
             raise UserError(msg)
+    return net
 
 
-def checkpoint_genotype(saved: dict, requested: str | None, path) -> genotypes.Genotype:
+def requested_genotype(args: argparse.Namespace):
+    """The --genotype asked for, or None (a bad one is one error line)."""
+    return None if args.genotype is None else genotypes.get(args.genotype)
+
+
+def saved_network(saved: dict) -> tuple[object, str | None, dict | None]:
+    """(genotype, space, macro) of a train checkpoint (checkpoints from before spaces: tree, macro in the genotype)."""
+    g = genotype_from_dict(saved["genotype"])
+    return g, saved.get("space"), saved.get("macro")
+
+
+def resolve_recipe(args: argparse.Namespace, saved: dict | None = None) -> tuple[object, object, dict]:
+    """(genotype, space, macro) of this run, and the space's recipe written into the flags left unset.
+    The space: --space, the genotype's, or the checkpoint's (--resume / --eval-only)."""
+    if saved is None and args.resume is None and args.eval_only is None:
+        genotype = requested_genotype(args)
+        space, macro = resolve_space(args, genotype)
+        genotype = genotype if genotype is not None else genotypes.get(DEFAULT_GENOTYPE[space.name])
+        space, macro = resolve_space(args, genotype)
+    else:
+        if saved is None:
+            path = args.eval_only or (Path(args.output) / "last.pth" if args.resume == "auto" else args.resume)
+            saved = load_checkpoint(path, kind="train")
+        genotype, name, macro = saved_network(saved)
+        space, macro = resolve_space(args, requested_genotype(args) or genotype, name, macro)
+    for flag, value in RECIPES[space.name].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    return genotype, space, macro
+
+
+def checkpoint_genotype(saved: dict, requested: str | None, path):
     """The checkpoint's genotype; a --genotype that names a different network is an error."""
-    g = genotypes.Genotype.from_dict(saved["genotype"])
+    g = saved_network(saved)[0]
     if requested is not None and genotypes.get(requested) != g:
         want = genotypes.get(requested)
-        raise UserError(f"--genotype {requested} (B={want.B} F={want.F}) is not the network in {path} "
-                        f"(B={g.B} F={g.F}{', other ops' if (want.B, want.F) == (g.B, g.F) else ''}); "
+        raise UserError(f"--genotype {requested} ({want.describe()}) is not the network in {path} "
+                        f"({g.describe()}{', other ops' if want.describe() == g.describe() else ''}); "
                         "leave --genotype out to use the checkpoint's")
     return g
 
 
 def main(args: argparse.Namespace) -> dict:
-    check_args(args)
+    genotype, _, macro = check_args(args)
     with ddp.process_group(resolve_device(args.device)) as (info, device):
-        return eval_only(args, device, info) if args.eval_only else train(args, device, info)
+        return eval_only(args, device, info, macro) if args.eval_only else train(args, device, info, genotype, macro)
 
 
-def eval_only(args, device, info: ddp.DistInfo) -> dict:
+def eval_only(args, device, info: ddp.DistInfo, macro: dict) -> dict:
     saved = load_checkpoint(args.eval_only, kind="train")
     genotype = checkpoint_genotype(saved, args.genotype, args.eval_only)
     channels_last, amp = scaffold.use_channels_last(args.channels_last, device), make_amp(device, args.amp)
     data = DatasetInfo.from_dict(saved.get("dataset"))  # the data set comes with the checkpoint, not the flags
-    net = build_net(genotype, data.num_classes, image_size=data.image_size)
+    net = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)
     load_fitting(net, saved["model"], f"checkpoint {args.eval_only}")
     net = net.to(device, scaffold.dtype(args), memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     how = {k: saved["args"].get(k, v) for k, v in (("dataset", "cifar10"), ("image_size", None), ("resize", "square"))}
@@ -126,7 +189,7 @@ def eval_only(args, device, info: ddp.DistInfo) -> dict:
     return {"test_loss": r["loss"], "test_acc": r["acc"], "epoch": saved["epoch"]}
 
 
-def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> SimpleNamespace:
+def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype, macro: dict) -> SimpleNamespace:
     """Loaders, the network (init-from / DDP / sync BN / compile), optimizer and AMP, restored on resume."""
     s = SimpleNamespace(channels_last=scaffold.use_channels_last(args.channels_last, device),
                         base_lr=args.lr * args.batch_size / 64,  # the lr scales with the global batch
@@ -137,11 +200,14 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> Simp
     s.train_set, test_set, s.data = scaffold.load_data(args, info)
     run.dataset = s.data
     s.train_loader = cifar.BatchLoader(s.train_set, args.batch_size // info.world_size, device, train=True,
-                                       cutout=args.cutout, augment=args.augment, rank=info.rank,
+                                       cutout=args.cutout, augment=args.augment, rank=info.rank, drop_last=args.drop_last,
                                        world_size=info.world_size, channels_last=s.channels_last, name="training set",
                                        dtype=s.dtype)
     s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=s.dtype)
-    s.net = build_net(genotype, s.data.num_classes, args.path_drop, args.cell_drop, s.data.image_size)
+    try:
+        s.net = build_net(genotype, s.data.num_classes, args.path_drop, args.cell_drop, s.data.image_size, macro)
+    except SpaceError as e:
+        raise UserError(f"--path-drop/--cell-drop: {e}") from None
     if args.init_from and run.saved is None:
         try:
             load_search_weights(s.net, genotype, args.init_from)
@@ -164,21 +230,21 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype) -> Simp
     return s
 
 
-def train(args, device, info: ddp.DistInfo) -> dict:
+def train(args, device, info: ddp.DistInfo, genotype, macro: dict) -> dict:
     run = scaffold.Run(args, "train", "last.pth", may_change=MAY_CHANGE, is_main=info.is_main,
                        check=lambda saved, path: checkpoint_genotype(saved, args.genotype, path))
-    genotype = (checkpoint_genotype(run.saved, None, run.checkpoint) if run.saved
-                else genotypes.get(args.genotype or DEFAULT_GENOTYPE))
     scaffold.check_world(args, info.world_size)
     seed_everything(args.seed)  # the same seed on every process: same init, batch order and drops
-    s = setup(args, device, info, run, genotype)
-    madds = multiply_adds(genotype, s.data.image_size, s.data.num_classes)
+    s = setup(args, device, info, run, genotype, macro)
+    madds = multiply_adds(genotype, s.data.image_size, s.data.num_classes, macro)
     s.best = {"acc": 0.0, "epoch": 0, "wall": 0.0} if run.saved is None else {
         "acc": run.saved["best_acc"], "epoch": run.saved["best_epoch"], "wall": run.saved["wall_time_s"]}
     s.log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
     if info.is_main:
         save_json({**vars(args), "genotype_resolved": genotype.to_dict()}, run.out / "config.json")
-        print(f"train: B={genotype.B} F={genotype.F} params={count_parameters(s.net):,} multiply-adds={madds / 1e6:.1f}M "
+        print(f"train: space={args.space} {s.net.space.describe_macro(macro)} "
+              f"{'' if genotype.describe() in s.net.space.describe_macro(macro) else genotype.describe() + ' '}"
+              f"params={count_parameters(s.net):,} multiply-adds={madds / 1e6:.1f}M "
               f"device={describe(device)} processes={info.world_size} amp={s.amp.name} "
               f"channels_last={s.channels_last} compile={args.compile} batch={args.batch_size} lr={s.base_lr:g} "
               f"epochs={args.epochs} steps/epoch={len(s.train_loader)} train={len(s.train_set)} run={run.out}",
@@ -192,7 +258,8 @@ def train(args, device, info: ddp.DistInfo) -> dict:
     s.log.close()
     if not run.finished:
         return {"run_dir": run.out, "finished": False, "epoch": run.saved_epoch}
-    results = {"genotype": args.genotype or DEFAULT_GENOTYPE, "B": genotype.B, "F": genotype.F,
+    results = {"genotype": args.genotype or DEFAULT_GENOTYPE[args.space], "space": args.space, **macro,
+               "genotype_resolved": genotype.to_dict(),
                "final_test_acc": test["acc"], "final_test_loss": test["loss"], "best_test_acc": s.best["acc"],
                "best_epoch": s.best["epoch"], "params": count_parameters(s.net), "multiply_adds": madds,
                "epochs": args.epochs, "wall_time_s": s.best["wall"], "device": describe(device),
@@ -227,7 +294,7 @@ def train_epoch(s: SimpleNamespace, args, run: scaffold.Run, info: ddp.DistInfo,
                  "test_acc": test["acc"], "lr": tr["lr"], "images_per_s": tr["images_per_s"],
                  "epoch_time_s": time.perf_counter() - t0})
     state = {**run.state(epoch + 1, model=s.net, optimizer=s.optimizer, scaler=s.amp.scaler),
-             "genotype": genotype.to_dict(), "best_acc": s.best["acc"], "best_epoch": s.best["epoch"],
+             "genotype": genotype.to_dict(), "space": args.space, "macro": s.net.macro, "best_acc": s.best["acc"], "best_epoch": s.best["epoch"],
              "wall_time_s": s.best["wall"], "test_acc": test["acc"]}
     run.save(state)
     if improved:

@@ -54,6 +54,9 @@ class Genotype:
     def num_blocks(self) -> int:
         return len(self.ops)
 
+    def describe(self) -> str:
+        return f"B={self.B} F={self.F}"
+
     def ops_used(self) -> set[str]:
         return {op for block in self.ops for op in block}
 

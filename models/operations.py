@@ -145,88 +145,61 @@ class _BinaryGate(torch.autograd.Function):
 
 
 class MixedOp(nn.Module):
-    """A searchable edge: N candidate ops, architecture logits alpha, and binary gates.
-
-    The gate mode (see GATE_MODES) is module state set by ``SuperNet.gate_mode`` (a context
-    manager that restores the previous mode) or ``set_mode``.  Stochastic modes sample their
-    paths at each forward unless ``set_paths`` assigned them just before (the supernet does that
-    for all edges at once, with one read of all alphas).  The "two"-mode rescale after an
-    architecture step is the supernet's (``SuperNet.rescale_sampled``, batched over all edges).
+    """A searchable edge: N candidate ops and binary gates.  It owns no architecture parameter: it reads
+    row ``decision`` of the supernet's alpha (models/supernet.py), which assigns, before every forward,
+    the gate mode and the paths of that decision (``set_paths``).  Edges that share a decision (the
+    NAS-Bench-201 cell's edges in all 3N cells) run the same paths and their gate gradients add up in
+    that row.  Modes (GATE_MODES): "fixed" and "argmax" run one given op; "uniform" and "sample" run the
+    active path only, with no gradient to alpha; "two" also runs the other sampled path without a graph
+    for the gate gradient; "full" keeps all N paths in the graph.
     """
 
-    def __init__(self, channels: int, candidates: Sequence[str] = PRIMITIVES, stride: int = 1):
+    def __init__(self, ops: Sequence[nn.Module], decision: int):
         super().__init__()
-        self.candidates = check_candidates(candidates)
-        self.ops = nn.ModuleList(OPS[name](channels, stride) for name in self.candidates)
-        self.alpha = nn.Parameter(torch.zeros(len(self.candidates)))
-        self.mode = "sample"
-        self.fixed_index: int | None = None
+        self.ops = nn.ModuleList(ops)
+        self.decision = decision
+        self.mode: str | None = None
         self.sampled: tuple[int, ...] | None = None  # paths of the last forward
         self.active: int | None = None
-        self._assigned = False
+        self._alpha: torch.Tensor | None = None  # the decision's row of alpha ("two" / "full")
         self._index: torch.Tensor | None = None
 
-    # ---- probabilities
-    def probs(self) -> torch.Tensor:
-        return torch.softmax(self.alpha, dim=0)
-
-    def argmax(self) -> int:
-        return int(self.alpha.detach().argmax())
-
-    def chosen(self) -> str:
-        return self.candidates[self.argmax()]
-
-    # ---- gates
-    def set_mode(self, mode: str) -> None:
-        if mode not in GATE_MODES:
-            raise ValueError(f"unknown gate mode {mode!r}; valid: {', '.join(GATE_MODES)}")
-        self.mode = mode
-
-    def set_paths(self, sampled: Sequence[int], active: int, index: torch.Tensor | None = None) -> None:
-        """Assign the paths of the next forward.  index: ``sampled`` as a tensor on alpha's device
-        (the supernet passes views of one tensor, saving a host->device copy per edge)."""
+    def set_paths(self, mode: str, sampled: Sequence[int], active: int, alpha: torch.Tensor | None = None,
+                  index: torch.Tensor | None = None) -> None:
+        """The next forward's gates: ``mode``, the sampled paths, the active one, and for "two" / "full"
+        the decision's alpha row (a view of the supernet's alpha, so its gradient lands there) and
+        ``sampled`` as a tensor on alpha's device (views of one tensor: no host->device copy per edge)."""
         # plain __dict__ writes: nn.Module.__setattr__ costs ~1 us per attribute, times 648 edges a step
         d = self.__dict__
-        d["sampled"], d["active"], d["_index"], d["_assigned"] = tuple(sampled), int(active), index, True
-
-    def resample(self) -> None:
-        sampled, active = sample_paths(self.alpha[None], self.mode)
-        self.set_paths(sampled[0], active[0])
+        d["mode"], d["sampled"], d["active"], d["_alpha"], d["_index"] = mode, tuple(sampled), int(active), alpha, index
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mode = self.mode
-        if mode == "fixed":
-            if self.fixed_index is None:
-                raise RuntimeError("MixedOp in 'fixed' mode has no fixed_index (use SuperNet.fix(genotype))")
-            return self.ops[self.fixed_index](x)
-        if mode == "argmax":
-            return self.ops[self.argmax()](x)
-        if not self._assigned:
-            self.resample()
-        self._assigned = False
-        if mode == "full":
-            return self._full(x)
+        if mode is None:
+            raise RuntimeError("MixedOp has no paths: run it inside its supernet (SuperNet assigns the gates)")
         active_out = self.ops[self.active](x)
-        if mode in ("uniform", "sample") or len(self.sampled) < 2:
-            return active_out  # alpha gets no gradient: REINFORCE, warm-up, or a single candidate
+        if mode in ("fixed", "argmax", "uniform", "sample") or len(self.sampled) < 2:
+            return active_out  # alpha gets no gradient: evaluation, REINFORCE, warm-up, or a single candidate
+        if mode == "full":
+            return self._full(x, active_out)
         other = self.sampled[1] if self.sampled[0] == self.active else self.sampled[0]
         with torch.no_grad():  # the other path is needed only for the gate gradient: no graph kept
             o_other = self.ops[other](x)
             diff = active_out.detach() - o_other if self.sampled[0] == self.active else o_other - active_out.detach()
-        pair = self._index if self._index is not None else torch.tensor(self.sampled, device=self.alpha.device)
-        return _BinaryGate.apply(self.alpha, active_out, pair, diff)
+        pair = self._index if self._index is not None else torch.tensor(self.sampled, device=self._alpha.device)
+        return _BinaryGate.apply(self._alpha, active_out, pair, diff)
 
-    def _full(self, x: torch.Tensor) -> torch.Tensor:
+    def _full(self, x: torch.Tensor, active_out: torch.Tensor) -> torch.Tensor:
         """All N paths run with autograd and stay in the graph (memory grows with N, as in the
         official "full" mode): y = sum_j g_j o_j with g the one-hot gate in value and d softmax(alpha)
         in gradient, so dL/dalpha follows the same formula over all N paths."""
-        p = torch.softmax(self.alpha, dim=0)
+        p = torch.softmax(self._alpha, dim=0)
         gate = (p - p.detach()) + F.one_hot(torch.tensor(self.active), len(p)).to(p)  # value exactly one-hot
         out = None
         for j, op in enumerate(self.ops):
-            term = gate[j] * op(x)
+            term = gate[j] * (active_out if j == self.active else op(x))
             out = term if out is None else out + term
         return out
 
     def extra_repr(self) -> str:
-        return f"candidates={list(self.candidates)}, mode={self.mode}"
+        return f"decision={self.decision}, candidates={len(self.ops)}"

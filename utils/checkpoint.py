@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, IO
 
 import torch
 
-from models.genotype import Genotype
-from models.proxyless_nas import build_supernet
-from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
+from models.search_space import SearchSpace
+from models.space import SpaceError
+from models.spaces import get_space
+from models.supernet import SuperNet
 
 from .data import DatasetInfo
 from .errors import UserError
@@ -48,7 +48,7 @@ def save_json(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def save_genotype(genotype: Genotype, path: str | os.PathLike) -> Path:
+def save_genotype(genotype, path: str | os.PathLike) -> Path:
     return atomic_write_text(path, genotype.to_json())
 
 
@@ -93,63 +93,62 @@ def load_fitting(model: torch.nn.Module, state: dict[str, torch.Tensor], where: 
     model.load_state_dict(state)
 
 
-def load_search_weights(net: torch.nn.Module, genotype: Genotype, path: str | os.PathLike) -> None:
-    """Copy the supernet weights of the ops the genotype chose (and all fixed layers) from a search
-    checkpoint into ``net`` (a DerivedNet of ``genotype``)."""
+def search_space_of(saved: dict, where: str) -> tuple[SearchSpace, dict, list[str]]:
+    """(space, macro, candidates) of a search checkpoint, from the flags it was made with."""
+    args = saved.get("args")
+    if not isinstance(args, dict) or "candidates" not in args:
+        raise CheckpointError(f"{where}: its 'args' lack the search space's settings")
+    try:
+        space = get_space(args.get("space") or "tree")  # checkpoints from before spaces: the tree space's
+        macro = space.macro({k: args.get(k) for k in space.macro_defaults})
+        candidates = list(space.check_candidates(args["candidates"]))
+    except SpaceError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    return space, macro, candidates
+
+
+def load_supernet(path: str | os.PathLike) -> tuple[SuperNet, dict]:
+    """The supernet of a search checkpoint with its weights and alpha, and the checkpoint dict."""
     saved = load_checkpoint(path, kind="search")
-    a = saved["args"]
-    if (a["B"], a["F"]) != (genotype.B, genotype.F):
-        raise CheckpointError(f"{path}: the supernet has B={a['B']} F={a['F']} but the genotype being "
-                              f"trained has B={genotype.B} F={genotype.F}")
-    missing = sorted(genotype.ops_used() - set(a["candidates"]))
-    if missing:
-        raise CheckpointError(f"{path}: the genotype uses op(s) {', '.join(missing)} that the supernet "
-                              f"lacks (its candidates: {', '.join(a['candidates'])})")
+    space, macro, candidates = search_space_of(saved, str(path))
+    data = DatasetInfo.from_dict(saved.get("dataset"))
+    with torch.random.fork_rng(devices=[]):  # building the supernet must not move the run's RNG
+        supernet = SuperNet(space, macro, candidates, data.num_classes, data.image_size)
+    load_fitting(supernet, saved["model"], f"search checkpoint {path}",
+                 hint="search checkpoints from before the one-tensor alpha cannot be read")
+    return supernet, saved
+
+
+def load_search_weights(net: torch.nn.Module, genotype, path: str | os.PathLike) -> None:
+    """Copy the supernet weights of the ops the genotype chose (and all fixed layers) from a search
+    checkpoint into ``net`` (the derived network of ``genotype``)."""
+    supernet, saved = load_supernet(path)
     data = DatasetInfo.from_dict(saved.get("dataset"))
     if (data.num_classes, data.image_size) != (net.num_classes, net.image_size):
         raise CheckpointError(f"{path}: the search ran on {data.name} ({data.num_classes} classes, {data.image_size}x"
                               f"{data.image_size} images); this network is for {net.num_classes} classes and "
                               f"{net.image_size}x{net.image_size} images")
-    with torch.random.fork_rng(devices=[]):  # building the supernet must not move the run's RNG
-        supernet = build_supernet(a["B"], a["F"], a["candidates"], data.num_classes, data.image_size)
-    load_fitting(supernet, saved["model"], f"search checkpoint {path}")
-    load_fitting(net, supernet.derived_state_dict(genotype), f"search checkpoint {path}")
+    if getattr(net, "macro", supernet.macro) != supernet.macro:
+        raise CheckpointError(f"{path}: the supernet is {supernet.space.describe_macro(supernet.macro)} but the "
+                              f"network being trained is {supernet.space.describe_macro(net.macro)}")
+    try:
+        state = supernet.derived_state_dict(genotype)
+    except SpaceError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+    load_fitting(net, state, f"search checkpoint {path}")
 
 
-_ALPHA_KEY = re.compile(r"^blocks\.(\d+)\.cell\.edges\.(\d+)\.alpha$")
-
-
-def load_search_alphas(path: str | os.PathLike) -> tuple[list[list[list[float]]], list[str], int, int, DatasetInfo]:
-    """(probs[block][edge][i], candidates, B, F, data set) from a search checkpoint (softmax of the alphas)."""
+def load_search_alphas(path: str | os.PathLike) -> tuple[torch.Tensor, list[str], SearchSpace, dict, DatasetInfo]:
+    """(probs (decisions x candidates, softmax of alpha), candidates, space, macro, data set) of a search
+    checkpoint, read without building the supernet."""
     where = str(path)
-    ckpt = load_checkpoint(path, kind="search")  # written by search_cifar.py to RUN_DIR/checkpoint.pth
-    args = ckpt["args"]
-    missing = [k for k in ("B", "F", "candidates") if k not in args] if isinstance(args, dict) else ["(not a dict)"]
-    if missing:
-        raise CheckpointError(f"{where}: its 'args' lack {', '.join(missing)}")
-    B, F, candidates = int(args["B"]), int(args["F"]), list(args["candidates"])
-    unknown = [c for c in candidates if c not in PRIMITIVES]
-    if unknown:
-        raise CheckpointError(f"{where}: unknown candidate op(s) {', '.join(map(str, unknown))} in its 'args'")
-    n_blocks = NUM_STAGES * B
-    alphas: dict[tuple[int, int], torch.Tensor] = {}
-    for key, value in ckpt["model"].items():
-        m = _ALPHA_KEY.match(key)
-        if m:
-            alphas[int(m.group(1)), int(m.group(2))] = value
-    want = [(k, e) for k in range(n_blocks) for e in range(EDGES_PER_CELL)]
-    lacking = [f"blocks.{k}.cell.edges.{e}.alpha" for k, e in want if (k, e) not in alphas]
-    if lacking or len(alphas) != len(want):
-        raise CheckpointError(f"{where}: expected {len(want)} alpha tensors for B={B}; "
-                        f"missing e.g. {', '.join(lacking[:3]) or '(none)'}, found {len(alphas)}")
-    probs = []
-    for k in range(n_blocks):
-        row = []
-        for e in range(EDGES_PER_CELL):
-            a = alphas[k, e]
-            if a.shape != (len(candidates),):
-                raise CheckpointError(f"{where}: blocks.{k}.cell.edges.{e}.alpha has shape {tuple(a.shape)}, "
-                                f"expected ({len(candidates)},) for candidates {candidates}")
-            row.append(torch.softmax(a.detach().float(), 0).tolist())
-        probs.append(row)
-    return probs, candidates, B, F, DatasetInfo.from_dict(ckpt.get("dataset"))
+    saved = load_checkpoint(path, kind="search")  # written by search_cifar.py to RUN_DIR/checkpoint.pth
+    space, macro, candidates = search_space_of(saved, where)
+    alpha = saved.get("model", {}).get("alpha") if isinstance(saved.get("model"), dict) else None
+    want = (len(space.decision_names(macro)), len(candidates))
+    if not isinstance(alpha, torch.Tensor) or tuple(alpha.shape) != want:
+        found = "none" if not isinstance(alpha, torch.Tensor) else f"shape {tuple(alpha.shape)}"
+        raise CheckpointError(f"{where}: expected an alpha of shape {want} (decisions x candidates {candidates}), "
+                              f"found {found} (search checkpoints from before the one-tensor alpha cannot be read)")
+    probs = torch.softmax(alpha.detach().float(), 1)
+    return probs, candidates, space, macro, DatasetInfo.from_dict(saved.get("dataset"))

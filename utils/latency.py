@@ -2,6 +2,8 @@
 
     python -m utils.latency build --device cpu --threads 1 --B 18 --F 400 --out latency_cpu.json
     python -m utils.latency predict --table latency_cpu.json --genotype proxyless_cifar
+    python -m utils.latency build --space nb201 --C 16 --N 5 --device cpu --threads 1 --out latency_nb201.json
+    python -m utils.latency predict --table latency_nb201.json --genotype '|nor_conv_3x3~0|+|...'
 
 The table itself (keys, JSON, prediction of a genotype and the latency model) is utils/latency_table.py.
 
@@ -31,13 +33,13 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from models.operations import OPS, check_candidates
-from models.proxyless_nas import TreeNet
-from models.space import IMAGE_SIZE, NUM_CLASSES, PRIMITIVES
+from models.search_space import SearchSpace
+from models.space import IMAGE_SIZE, NUM_CLASSES
 from utils.device import device_name
-from utils.errors import run_cli
-from utils.latency_table import (BASELINE_OP, SESSION_OVERHEAD_KEY, SPREAD, LatencyError, LatencyTable, edge_key,
-                                 head_key, predict_genotype, required_keys, stem_key, block_key)
+from utils.errors import UserError, run_cli
+from utils.latency_table import (SESSION_OVERHEAD_KEY, SPREAD, LatencyError, LatencyTable, edge_shapes, predict_genotype,
+                                 required_keys)
+from utils.space_args import add_space_flags, resolve_space
 
 BACKENDS = ("cpu", "cuda", "onnxruntime")
 
@@ -49,28 +51,22 @@ class Part:
     in_shape: tuple[int, int, int]  # (C, H, W), batch from the table
 
 
-def _identity_edges(block: int, edge: int, channels: int) -> nn.Module:
-    return nn.Identity()
-
-
-def parts_for(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, num_classes: int = NUM_CLASSES,
-              image_size: int = IMAGE_SIZE) -> list[Part]:
+def parts_for(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
+              num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> list[Part]:
     """The modules to time, built with the project's own classes (so a table measures exactly the
-    layers the networks run): stem, head and blocks from a TreeNet with identity edges."""
-    net = TreeNet(B, F, _identity_edges, num_classes, image_size=image_size).eval()
-    plan = net.plan
-    wanted = required_keys(B, F, candidates, num_classes, image_size)
+    layers the networks run): the space's fixed parts and every candidate op at every edge shape."""
+    macro = space.macro(macro)
+    wanted = required_keys(space, macro, candidates, num_classes, image_size)
     parts: dict[str, Part] = {}
-    parts[stem_key(image_size)] = Part(stem_key(image_size), net.stem, (3, image_size, image_size))
-    last = plan[-1]
-    hk = head_key(F, last.out_size, num_classes)
-    parts[hk] = Part(hk, nn.Sequential(net.head, net.classifier), (F, last.out_size, last.out_size))
-    for spec, block in zip(plan, net.blocks):
-        parts.setdefault(block_key(spec), Part(block_key(spec), block, (spec.in_channels, spec.in_size, spec.in_size)))
-        for op in dict.fromkeys(list(candidates) + [BASELINE_OP]):
-            k = edge_key(op, spec.width, spec.out_size)
-            if k not in parts:
-                parts[k] = Part(k, OPS[op](spec.width, 1).eval(), (spec.width, spec.out_size, spec.out_size))
+    for part in space.latency_parts(macro, num_classes, image_size):
+        if part.key not in parts:
+            parts[part.key] = Part(part.key, part.build().eval(), part.in_shape)
+    ops = dict.fromkeys(list(space.primitives if candidates is None else candidates) + [space.baseline_op])
+    for channels, size in edge_shapes(space, macro, image_size):
+        for op in ops:
+            key = space.edge_key(op, channels, size)
+            if key not in parts:
+                parts[key] = Part(key, space.make_op(op, channels).eval(), (channels, size, size))
     return [parts[k] for k in wanted]
 
 
@@ -194,18 +190,17 @@ def measure(items: Sequence[tuple[str, nn.Module, torch.Tensor]], backend: str =
 
 
 # ------------------------------------------------------------------ building
-def table_items(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int = 1, device: str = "cpu",
-                num_classes: int = NUM_CLASSES, seed: int = 0, image_size: int = IMAGE_SIZE
+def table_items(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None, batch_size: int = 1,
+                device: str = "cpu", num_classes: int = NUM_CLASSES, seed: int = 0, image_size: int = IMAGE_SIZE
                 ) -> list[tuple[str, nn.Module, torch.Tensor]]:
     """(key, module, input) for every entry that the space needs, inputs at ``batch_size``."""
-    candidates = check_candidates(candidates)
     check_backend(device)
     if batch_size < 1:
         raise LatencyError(f"batch size must be >= 1, got {batch_size}")
     gen = torch.Generator().manual_seed(seed)
     inputs: dict[tuple, torch.Tensor] = {}  # one input per shape: many entries share one
     items = []
-    for part in parts_for(B, F, candidates, num_classes, image_size):
+    for part in parts_for(space, macro, candidates, num_classes, image_size):
         shape = (batch_size, *part.in_shape)
         if shape not in inputs:
             inputs[shape] = torch.randn(shape, generator=gen)
@@ -215,16 +210,17 @@ def table_items(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_si
     return items
 
 
-def table_meta(B: int, F: int, candidates: Sequence[str], batch_size: int, device: str, threads: int | None,
-               warmup: int, repeats: int, min_run_ms: float, num_classes: int = NUM_CLASSES,
+def table_meta(space: SearchSpace, macro: dict, candidates: Sequence[str], batch_size: int, device: str,
+               threads: int | None, warmup: int, repeats: int, min_run_ms: float, num_classes: int = NUM_CLASSES,
                image_size: int = IMAGE_SIZE) -> dict:
     meta = {
         "backend": device, "device": device, "device_name": device_name(device),
         "torch_version": torch.__version__, "threads": None if device == "cuda" else threads,
         "batch_size": batch_size, "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "B": B, "F": F, "candidates": list(candidates), "num_classes": num_classes, "image_size": image_size,
+        "space": space.name, "macro": dict(macro), **dict(macro), "candidates": list(candidates),
+        "num_classes": num_classes, "image_size": image_size,
         "warmup": warmup, "repeats": repeats, "min_run_ms": min_run_ms, "spread": SPREAD,
-        "model": "stem + head + sum block(identity edges) + sum edge(op) - edge(identity)",
+        "model": f"sum of fixed parts ({space.baseline_op} edges) + sum edge(op) - edge({space.baseline_op})",
     }
     if device == "onnxruntime":
         import onnxruntime
@@ -232,20 +228,22 @@ def table_meta(B: int, F: int, candidates: Sequence[str], batch_size: int, devic
     return meta
 
 
-def build_table(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int = 1, device: str = "cpu",
-                threads: int | None = None, warmup: int = 10, repeats: int = 30, min_run_ms: float = 0.0,
-                progress: bool = True, num_classes: int = NUM_CLASSES, seed: int = 0,
+def build_table(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None, batch_size: int = 1,
+                device: str = "cpu", threads: int | None = None, warmup: int = 10, repeats: int = 30,
+                min_run_ms: float = 0.0, progress: bool = True, num_classes: int = NUM_CLASSES, seed: int = 0,
                 image_size: int = IMAGE_SIZE) -> LatencyTable:
-    """Profile every distinct entry that the space (B, F, candidates) needs at ``batch_size``."""
+    """Profile every distinct entry that ``space``'s network of ``macro`` size needs for ``candidates``
+    (None: all the space's ops) at ``batch_size``."""
     if threads is not None and threads < 1:
         raise LatencyError(f"thread count must be >= 1, got {threads}")
-    candidates = check_candidates(candidates)
-    items = table_items(B, F, candidates, batch_size, device, num_classes, seed, image_size)
+    macro = space.macro(macro)
+    candidates = space.check_candidates(space.primitives if candidates is None else candidates)
+    items = table_items(space, macro, candidates, batch_size, device, num_classes, seed, image_size)
     threads = threads or torch.get_num_threads()
     entries = measure(items, device, threads, warmup, repeats, min_run_ms, progress,
                       desc=f"latency {device} b{batch_size}")
-    meta = table_meta(B, F, candidates, batch_size, device, threads, warmup, repeats, min_run_ms, num_classes,
-                      image_size)
+    meta = table_meta(space, macro, candidates, batch_size, device, threads, warmup, repeats, min_run_ms,
+                      num_classes, image_size)
     return LatencyTable(entries, meta)
 
 
@@ -260,9 +258,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="cpu: torch eager; cuda: CUDA events; onnxruntime: CPU InferenceSession per entry")
     b.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for cpu/onnxruntime (unset: torch's current count)")
-    b.add_argument("--B", type=int, default=18, help="blocks per stage")
-    b.add_argument("--F", type=int, default=400, help="final width")
-    b.add_argument("--candidates", nargs="+", default=list(PRIMITIVES), help="candidate op names")
+    add_space_flags(b)
+    b.add_argument("--candidates", nargs="+", default=None, help="candidate op names (default: all of the space's)")
     b.add_argument("--batch", type=int, default=1, help="batch size the latencies are measured at")
     b.add_argument("--image-size", type=int, default=IMAGE_SIZE,
                    help="square input size of the network (your data set's --image-size; CIFAR: 32)")
@@ -275,7 +272,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = sub.add_parser("predict", formatter_class=fmt, help="predicted latency of a derived network")
     q.add_argument("--table", required=True, help="latency table JSON")
-    q.add_argument("--genotype", required=True, help="genotype name (e.g. proxyless_cifar) or JSON file")
+    q.add_argument("--genotype", required=True,
+                   help="genotype name (e.g. proxyless_cifar), NAS-Bench-201 string or JSON file; a NAS-Bench-201 "
+                        "cell is predicted in the network (C, N) the table was built for")
     q.add_argument("--stat", default="median_ms", choices=["median_ms", "min_ms", "cpu_median_ms"],
                    help="which statistic of the entries to add up (cpu_median_ms: process CPU time, one thread)")
     return p
@@ -286,20 +285,27 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
         for flag, value in (("--threads", args.threads), ("--batch", args.batch), ("--repeats", args.repeats)):
             if value is not None and value < 1:
                 raise LatencyError(f"{flag} must be >= 1, got {value}")
-        table = build_table(args.B, args.F, args.candidates, args.batch, args.device, args.threads,
+        space, macro = resolve_space(args)
+        try:
+            candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
+        except ValueError as e:
+            raise UserError(f"--candidates: {e}") from None
+        table = build_table(space, macro, candidates, args.batch, args.device, args.threads,
                             args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
                             num_classes=args.num_classes, image_size=args.image_size)
         table.save(args.out)
-        print(f"wrote {args.out}: {len(table.entries)} entries, {args.device} ({table.meta['device_name']}), "
-              f"batch {args.batch}, threads {table.meta['threads']}, image size {args.image_size}, "
-              f"{args.num_classes} classes")
+        print(f"wrote {args.out}: {len(table.entries)} entries, {space.name} space {space.describe_macro(macro)}, "
+              f"{args.device} ({table.meta['device_name']}), batch {args.batch}, threads {table.meta['threads']}, "
+              f"image size {args.image_size}, {args.num_classes} classes")
         return table
     import genotypes  # the named genotypes: only the CLI needs them
 
     table = LatencyTable.load(args.table)
     g = genotypes.get(args.genotype)
     ms = predict_genotype(table, g, stat=args.stat)
-    print(f"predicted latency {ms:.3f} ms (B={g.B} F={g.F}, batch {table.meta.get('batch_size')}, "
+    space = table.space
+    print(f"predicted latency {ms:.3f} ms ({g.describe()}, {table.space.name} space "
+          f"{space.describe_macro(table.macro)}, batch {table.meta.get('batch_size')}, "
           f"image size {table.image_size}, {table.num_classes} classes, "
           f"{table.meta.get('backend')} {table.meta.get('device_name')})")
     return ms

@@ -1,17 +1,17 @@
-"""Latency lookup tables: the keys of a space, the table file (JSON), and the prediction of a genotype.
+"""Latency lookup tables: the keys a space needs, the table file (JSON), and the prediction of a genotype.
 
-How a network's latency is modelled (and why):
-* A *block* entry is the time of one whole residual tree block whose 12 searchable edges are all
-  ``identity``: it holds everything in the block that is not an edge op -- shortcut (+ channel
-  zero-pad), in_bottle, root edge + shuffle, the split, every copy/add sum, the branch BNs and their
-  residual adds, out_bottle, final BN, the residual add -- and the per-call costs of all those
-  modules.  Adding up those pieces timed one by one misses the sums, the split and the module calls:
-  ~30 % of a block's fixed time at batch 1 on CPU, ~11 % at batch 32 (B=3, F=160, one thread).
-* An *edge* entry is one candidate op (op, channels, H, W, stride) timed in isolation.  An edge's
-  cost is ``edge(op) - edge(identity)`` at its shape: the identity that the block entry already
-  counted is taken out again, and with it the cost of the timer.
-* ``stem`` and ``head`` (BN-ReLU-pool-linear) entries complete the network:
-  latency(genotype) = stem + head + sum_blocks block + sum_edges [edge(op) - edge(identity)].
+How a network's latency is modelled (and why), for any space (models/search_space.py: latency_parts,
+latency_edges, edge_key):
+* A *fixed part* entry is the time of one whole part of the network with every searchable edge inside it
+  running the space's baseline op (identity): for the tree space each residual tree block (shortcut,
+  bottlenecks, root edge, split, every copy/add sum, the branch BNs and residual adds, final BN), the stem
+  and the head; for NAS-Bench-201 a cell per stage (its node sums), the residual blocks between stages,
+  stem and head.  Adding up pieces timed one by one misses the sums, the split and the module calls:
+  ~30 % of a tree block's fixed time at batch 1 on CPU, ~11 % at batch 32 (B=3, F=160, one thread).
+* An *edge* entry is one candidate op at one shape, timed in isolation.  An edge's cost is
+  ``edge(op) - edge(baseline)`` at its shape: the baseline that the fixed part already counted is
+  taken out again, and with it the cost of the timer.
+  latency(genotype) = sum of fixed parts + sum over edges [edge(op) - edge(baseline)].
 * onnxruntime only: every entry runs as its own InferenceSession, while a deployed network is one
   session; the cost of one ``session.run`` call (entry ``overhead:session``) is taken out of every
   fixed part but one.
@@ -29,56 +29,37 @@ from typing import Sequence
 
 import torch
 
-from models.operations import check_candidates
-from models.space import EDGES_PER_CELL, IMAGE_SIZE, NUM_CLASSES, PRIMITIVES, STEM_CHANNELS, BlockSpec, block_plan
+from models.search_space import SearchSpace
+from models.space import IMAGE_SIZE, NUM_CLASSES
+from models.spaces import get_space, space_of
+from models.tree_space import block_key, edge_key, head_key, stem_key  # noqa: F401  (the tree space's keys)
 from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 
 TABLE_FORMAT = "proxylessnas-latency-table/1"
 SPREAD = "iqr"  # what "spread_ms" holds: 75th minus 25th percentile of the timed runs
-BASELINE_OP = "identity"  # edge costs are relative to it (the block entries run identity edges)
+SESSION_OVERHEAD_KEY = "overhead:session"
 
 
 class LatencyError(UserError):
     """A table that cannot be read or does not cover the space asked for, or bad profiling settings."""
 
 
-# ------------------------------------------------------------------ keys
-# Keys name everything that decides an entry's time; the batch size is the table's (meta).
-def edge_key(op: str, channels: int, size: int, stride: int = 1) -> str:
-    return f"edge:{op}:c{channels}:{size}x{size}:s{stride}"
+def edge_shapes(space: SearchSpace, macro: dict, image_size: int) -> list[tuple[int, int]]:
+    """The distinct (channels, size) of the network's searchable edges, in network order."""
+    return list(dict.fromkeys((e.channels, e.size) for e in space.latency_edges(macro, image_size)))
 
 
-def block_key(spec: BlockSpec) -> str:
-    return (f"block:c{spec.in_channels}-{spec.width}-{spec.out_channels}:"
-            f"{spec.in_size}x{spec.in_size}:s{spec.stride}")
-
-
-def stem_key(image_size: int = IMAGE_SIZE) -> str:
-    return f"stem:c3-{STEM_CHANNELS}:{image_size}x{image_size}"
-
-
-def head_key(F: int, size: int, num_classes: int) -> str:
-    return f"head:c{F}:{size}x{size}:n{num_classes}"
-
-
-SESSION_OVERHEAD_KEY = "overhead:session"
-
-
-def required_keys(B: int, F: int, candidates: Sequence[str] = PRIMITIVES, num_classes: int = NUM_CLASSES,
-                  image_size: int = IMAGE_SIZE) -> list[str]:
-    """Every key that the space (B, F, candidates) needs for images of ``image_size`` and ``num_classes``
-    classes, in network order, without repeats.  The identity edge is always needed: it is the
-    baseline of the edge costs."""
-    plan = block_plan(B, F, image_size)  # a bad B/F or size raises models.space.SpaceError
-    ops = list(check_candidates(candidates))
-    if BASELINE_OP not in ops:
-        ops.append(BASELINE_OP)
-    keys = [stem_key(image_size)]
-    for spec in plan:
-        keys.append(block_key(spec))
-        keys.extend(edge_key(op, spec.width, spec.out_size) for op in ops)
-    keys.append(head_key(F, plan[-1].out_size, num_classes))
+def required_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
+                  num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> list[str]:
+    """Every key that the space's network of ``macro`` size needs for ``candidates`` (None: all), in network
+    order, without repeats.  The baseline op is always needed: edge costs are relative to it."""
+    macro = space.macro(macro)  # a bad size raises models.space.SpaceError
+    ops = list(space.check_candidates(space.primitives if candidates is None else candidates))
+    if space.baseline_op not in ops:
+        ops.append(space.baseline_op)
+    keys = [part.key for part in space.latency_parts(macro, num_classes, image_size)]
+    keys += [space.edge_key(op, c, size) for c, size in edge_shapes(space, macro, image_size) for op in ops]
     return list(dict.fromkeys(keys))
 
 
@@ -98,9 +79,19 @@ class LatencyTable:
             raise LatencyError(f"latency table entry {key!r} has no {stat!r}")
         return float(self.entries[key][stat])
 
+    @property
+    def space(self) -> SearchSpace:
+        return get_space(self.meta.get("space", "tree"))  # tables from before spaces: the tree space's
+
+    @property
+    def macro(self) -> dict:
+        m = self.meta
+        return dict(m["macro"]) if isinstance(m.get("macro"), dict) else {"B": m.get("B"), "F": m.get("F")}
+
     def describe(self) -> str:
         m = self.meta
-        return (f"the table was built for B={m.get('B')} F={m.get('F')} batch={m.get('batch_size')} "
+        return (f"the table was built for the {self.space.name} space, {self.space.describe_macro(self.macro)} "
+                f"batch={m.get('batch_size')} "
                 f"image size {self.image_size} classes={self.num_classes} "
                 f"candidates={','.join(m.get('candidates', []))} on {m.get('backend')} "
                 f"({m.get('device_name')}); build one for this configuration with "
@@ -114,17 +105,18 @@ class LatencyTable:
     def num_classes(self) -> int:
         return int(self.meta.get("num_classes", NUM_CLASSES))
 
-    def check(self, B: int, F: int, candidates: Sequence[str] = PRIMITIVES, batch_size: int | None = None,
-              num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> None:
+    def check(self, space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
+              batch_size: int | None = None, num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> None:
         """Raise LatencyError naming the first entry that the space needs and the table lacks, or
         when the table was measured at another batch size."""
         if batch_size is not None and self.meta.get("batch_size") != batch_size:
             raise LatencyError(f"latency table was measured at batch size {self.meta.get('batch_size')}, "
                                f"not {batch_size}; {self.describe()}")
-        for key in required_keys(B, F, candidates, num_classes, image_size):
+        for key in required_keys(space, macro, candidates, num_classes, image_size):
             if key not in self.entries:
-                raise LatencyError(f"latency table lacks entry {key!r} needed for B={B} F={F} image size "
-                                   f"{image_size} classes={num_classes} candidates={','.join(candidates)}; "
+                raise LatencyError(f"latency table lacks entry {key!r} needed for the {space.name} space, "
+                                   f"{space.describe_macro(space.macro(macro))} image size {image_size} "
+                                   f"classes={num_classes} candidates={','.join(candidates or space.primitives)}; "
                                    f"{self.describe()}")
 
     def to_dict(self) -> dict:
@@ -167,35 +159,47 @@ class LatencyTable:
 # device), "cpu_median_ms" (process CPU time: a table measured with one thread on a shared machine),
 # or "min_ms".
 # num_classes / image_size None: those the table was built for.
-def fixed_ms(table: LatencyTable, B: int, F: int, num_classes: int | None = None, stat: str = "median_ms",
-             image_size: int | None = None) -> float:
-    """stem + head + every block with identity edges (less the extra session calls on onnxruntime)."""
+def fixed_ms(table: LatencyTable, space: SearchSpace, macro: dict, num_classes: int | None = None,
+             stat: str = "median_ms", image_size: int | None = None) -> float:
+    """Every fixed part (each time the network runs it), less the extra session calls on onnxruntime."""
     image_size, num_classes = image_size or table.image_size, num_classes or table.num_classes
-    plan = block_plan(B, F, image_size)
-    keys = [stem_key(image_size), head_key(F, plan[-1].out_size, num_classes)] + [block_key(s) for s in plan]
+    keys = [p.key for p in space.latency_parts(space.macro(macro), num_classes, image_size)]
     total = sum(table.ms(k, stat) for k in keys)
     if SESSION_OVERHEAD_KEY in table.entries:
         total -= (len(keys) - 1) * table.ms(SESSION_OVERHEAD_KEY, stat)
     return total
 
 
-def edge_costs(table: LatencyTable, B: int, F: int, candidates: Sequence[str], stat: str = "median_ms",
-               image_size: int | None = None) -> torch.Tensor:
-    """(3B*12, N) ms: cost of each candidate on each edge, relative to identity (identity = 0)."""
-    rows = []
-    for spec in block_plan(B, F, image_size or table.image_size):
-        base = table.ms(edge_key(BASELINE_OP, spec.width, spec.out_size), stat)
-        row = [table.ms(edge_key(op, spec.width, spec.out_size), stat) - base for op in candidates]
-        rows.extend([row] * EDGES_PER_CELL)
-    return torch.tensor(rows, dtype=torch.float64)
+def edge_costs(table: LatencyTable, space: SearchSpace, macro: dict, candidates: Sequence[str],
+               stat: str = "median_ms", image_size: int | None = None) -> torch.Tensor:
+    """(decisions, N) ms: the cost of each candidate for each decision, relative to the baseline op, summed
+    over the edges that read the decision (NAS-Bench-201: the decision's edge in all 3N cells)."""
+    macro = space.macro(macro)
+    edges = space.latency_edges(macro, image_size or table.image_size)
+    costs = torch.zeros(len(space.decision_names(macro)), len(candidates), dtype=torch.float64)
+    for e in edges:
+        base = table.ms(space.edge_key(space.baseline_op, e.channels, e.size), stat)
+        costs[e.decision] += torch.tensor([table.ms(space.edge_key(op, e.channels, e.size), stat) - base
+                                           for op in candidates], dtype=torch.float64)
+    return costs
+
+
+def genotype_macro(table: LatencyTable, genotype, macro: dict | None = None) -> tuple[SearchSpace, dict]:
+    """The space of ``genotype`` and the network size to predict: the genotype's own (tree: B, F), else
+    ``macro``, else the table's (NAS-Bench-201: the C, N the table was built for)."""
+    space = space_of(genotype)
+    base = table.macro if table.space is space else {}
+    return space, space.macro({**base, **(macro or {}), **space.genotype_macro(genotype)})
 
 
 def predict_genotype(table: LatencyTable, genotype, num_classes: int | None = None, stat: str = "median_ms",
-                     image_size: int | None = None) -> float:
+                     image_size: int | None = None, macro: dict | None = None) -> float:
     """Predicted forward latency (ms) of the derived network of ``genotype`` at the table's batch size
-    (and, unless given, the image size and classes the table was built for)."""
-    total = fixed_ms(table, genotype.B, genotype.F, num_classes, stat, image_size)
-    for spec, ops in zip(block_plan(genotype.B, genotype.F, image_size or table.image_size), genotype.ops):
-        base = table.ms(edge_key(BASELINE_OP, spec.width, spec.out_size), stat)
-        total += sum(table.ms(edge_key(op, spec.width, spec.out_size), stat) - base for op in ops)
+    (and, unless given, the image size, classes and network size the table was built for)."""
+    space, macro = genotype_macro(table, genotype, macro)
+    ops = space.ops_of(genotype)
+    total = fixed_ms(table, space, macro, num_classes, stat, image_size)
+    for e in space.latency_edges(macro, image_size or table.image_size):
+        total += (table.ms(space.edge_key(ops[e.decision], e.channels, e.size), stat)
+                  - table.ms(space.edge_key(space.baseline_op, e.channels, e.size), stat))
     return total

@@ -1,9 +1,11 @@
 """The search's latency objective: the supernet's expected latency (differentiable in alpha), the
 latency losses of the gradient search and the REINFORCE reward, over a table of utils/latency_table.py.
 
-E[LAT] = fixed + sum_edges sum_i p_i c_i, with c_i the edge cost of candidate i (relative to identity)
-and p the distribution the edge is sampled from: in "two" mode the two-way softmax over the sampled
-pair, so that only the sampled alphas get a gradient (the paper's Eq. 4 over the binarized paths).
+E[LAT] = fixed + sum_decisions sum_i p_i c_i, with c_i the cost of candidate i for the decision (relative
+to the baseline op, summed over the edges that read the decision) and p the distribution the decision is
+sampled from: in "two" mode the two-way softmax over the sampled pair, so that only the sampled alphas
+get a gradient (the paper's Eq. 4 over the binarized paths).  The latency of a sampled architecture is
+linear in its ops, so sharing a decision among edges (NAS-Bench-201) keeps the expectation exact.
 """
 from __future__ import annotations
 
@@ -13,19 +15,20 @@ from utils.latency_table import LatencyError, LatencyTable, edge_costs, fixed_ms
 
 
 class LatencyModel:
-    """Expected latency of a supernet, differentiable in its alphas, and predictions for genotypes.
+    """Expected latency of a supernet, differentiable in its alpha, and predictions for genotypes.
 
-    ``costs``: (E, N) ms per edge and candidate (supernet order, relative to identity), ``fixed``: ms.
+    ``costs``: (decisions, N) ms per decision and candidate (supernet order, relative to the baseline),
+    ``fixed``: ms.
     """
 
     def __init__(self, table: LatencyTable, supernet, stat: str = "median_ms"):
         self.table, self.stat = table, stat
-        self.B, self.F = supernet.B, supernet.F
+        self.space, self.macro = supernet.space, dict(supernet.macro)
         self.candidates = tuple(supernet.candidates)
         self.num_classes, self.image_size = supernet.num_classes, supernet.image_size
-        table.check(self.B, self.F, self.candidates, num_classes=self.num_classes, image_size=self.image_size)
-        self.fixed = fixed_ms(table, self.B, self.F, self.num_classes, stat, self.image_size)
-        self.costs = edge_costs(table, self.B, self.F, self.candidates, stat, self.image_size)
+        table.check(self.space, self.macro, self.candidates, num_classes=self.num_classes, image_size=self.image_size)
+        self.fixed = fixed_ms(table, self.space, self.macro, self.num_classes, stat, self.image_size)
+        self.costs = edge_costs(table, self.space, self.macro, self.candidates, stat, self.image_size)
         self._on: dict[tuple, torch.Tensor] = {}
 
     def _costs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -34,62 +37,51 @@ class LatencyModel:
             self._on[key] = self.costs.to(device=device, dtype=dtype)
         return self._on[key]
 
-    def _mask(self, mixed, sampled: bool | None, device) -> torch.Tensor:
-        """True where a candidate is in the distribution: the sampled pair for edges in "two" mode
-        (sampled=None: per edge from its mode; True: wherever a pair was sampled), else all."""
-        E, N = len(mixed), len(self.candidates)
-        rows, cols = [], []
-        for e, m in enumerate(mixed):
-            pair = m.sampled is not None and len(m.sampled) == 2
-            if pair and (sampled or (sampled is None and m.mode == "two")):
-                rows += [e, e]
-                cols += list(m.sampled)
-        mask = torch.ones(E, N, dtype=torch.bool)
-        if rows:
-            r = torch.tensor(rows)
-            mask[r] = False
-            mask[r, torch.tensor(cols)] = True
-        return mask.to(device)
-
     def probs(self, supernet, sampled: bool | None = None) -> torch.Tensor:
-        """(E, N) the distribution each edge's latency is averaged over; differentiable in alpha."""
-        mixed = supernet.mixed_ops()
-        if len(mixed) != self.costs.shape[0] or tuple(supernet.candidates) != self.candidates:
-            raise LatencyError("this LatencyModel was built for another supernet "
-                               f"(B={self.B} F={self.F} candidates={','.join(self.candidates)})")
-        alphas = torch.stack([m.alpha for m in mixed])
-        mask = self._mask(mixed, sampled, alphas.device)
-        return torch.softmax(alphas.masked_fill(~mask, float("-inf")), dim=1)
+        """(decisions, N) the distribution each decision's latency is averaged over; differentiable in
+        alpha: the sampled pair's two-way softmax where the last forward sampled pairs and the supernet is
+        in "two" mode (sampled=None) or wherever pairs were sampled (sampled=True), else all N."""
+        if supernet.space is not self.space or supernet.macro != self.macro or tuple(supernet.candidates) != self.candidates:
+            raise LatencyError(f"this LatencyModel was built for another supernet ({self.space.name} space "
+                               f"{self.space.describe_macro(self.macro)} candidates={','.join(self.candidates)})")
+        alpha = supernet.alpha
+        pairs = supernet.sampled
+        use_pairs = pairs is not None and (sampled or (sampled is None and supernet.mode == "two"))
+        if not use_pairs or any(len(p) != 2 for p in pairs):
+            return torch.softmax(alpha, dim=1)
+        idx = torch.tensor(pairs, device=alpha.device)
+        mask = torch.zeros_like(alpha, dtype=torch.bool).scatter_(1, idx, True)
+        return torch.softmax(alpha.masked_fill(~mask, float("-inf")), dim=1)
 
     def expected(self, supernet, sampled: bool | None = None) -> torch.Tensor:
-        """E[LAT] (ms, float32 scalar) = fixed + sum_edges sum_i p_i c_i.  In "two" mode p is the
-        two-way softmax over the pair of the last forward (call it inside the gate_mode("two")
-        block, or pass sampled=True), so that only the sampled alphas get a gradient."""
+        """E[LAT] (ms, scalar) = fixed + sum_decisions sum_i p_i c_i.  In "two" mode p is the two-way softmax
+        over the pair of the last forward (call it inside the gate_mode("two") block, or pass sampled=True),
+        so that only the sampled alphas get a gradient."""
         p = self.probs(supernet, sampled)
         return self.fixed + (p * self._costs(p.device, p.dtype)).sum()
 
     def predict(self, genotype) -> float:
-        """Latency (ms) of a derived network; any genotype whose entries the table holds."""
-        return predict_genotype(self.table, genotype, self.num_classes, self.stat, self.image_size)
+        """Latency (ms) of a derived network; any genotype whose entries the table holds (a NAS-Bench-201
+        cell in this model's network size)."""
+        return predict_genotype(self.table, genotype, self.num_classes, self.stat, self.image_size, self.macro)
 
     def predict_indices(self, indices) -> float:
-        """Latency of the architecture given by one candidate index per edge (list or (E,) tensor)."""
+        """Latency of the architecture given by one candidate index per decision (list or (D,) tensor)."""
         return float(self.predict_batch(torch.as_tensor(indices).reshape(1, -1))[0])
 
     def predict_batch(self, indices: torch.Tensor) -> torch.Tensor:
-        """(M,) float64 latencies (ms, CPU) of M architectures given as (M, E) candidate indices."""
+        """(M,) float64 latencies (ms, CPU) of M architectures given as (M, D) candidate indices."""
         idx = torch.as_tensor(indices, dtype=torch.long).cpu()
-        E = self.costs.shape[0]
-        if idx.dim() != 2 or idx.shape[1] != E:
-            raise LatencyError(f"need one index per edge ({E}) per architecture, got shape {tuple(idx.shape)}")
-        return self.fixed + self.costs[torch.arange(E)[None, :], idx].sum(1)
+        D = self.costs.shape[0]
+        if idx.dim() != 2 or idx.shape[1] != D:
+            raise LatencyError(f"need one index per decision ({D}) per architecture, got shape {tuple(idx.shape)}")
+        return self.fixed + self.costs[torch.arange(D)[None, :], idx].sum(1)
 
     def predict_active(self, supernet) -> float:
         """Latency of the architecture that the supernet's last forward ran (REINFORCE's sample)."""
-        mixed = supernet.mixed_ops()
-        if any(m.active is None for m in mixed):
+        if supernet.active is None:
             raise LatencyError("the supernet has not run a stochastic forward yet: no active paths")
-        return self.predict_indices([m.active for m in mixed])
+        return self.predict_indices(supernet.active)
 
 
 # ------------------------------------------------------------------ losses and rewards

@@ -1,0 +1,101 @@
+"""NAS-Bench-201 (models/nb201.py, models/nb201_net.py) behind the SearchSpace interface.
+
+Six decisions, one per cell edge, shared by all 3N cells: a search samples one cell for the whole
+network each step, as the benchmark's own searches do, and its genotype is one cell.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch.nn as nn
+
+from . import nb201
+from .nb201 import EDGE_NAMES, NUM_EDGES, CellGenotype
+from .nb201_net import NB201Net, make_op, stage_plan
+from .search_space import EdgeFactory, LatencyEdge, LatencyPart, SearchSpace
+from .space import SpaceError
+
+
+# ---- latency-table keys of this space (the batch size is the table's); ops share tree-style edge keys
+def edge_key(op: str, channels: int, size: int) -> str:
+    return f"nb201-edge:{op}:c{channels}:{size}x{size}"
+
+
+def cell_key(channels: int, size: int) -> str:
+    return f"nb201-cell:c{channels}:{size}x{size}"
+
+
+def reduce_key(cin: int, cout: int, size: int) -> str:
+    return f"nb201-reduce:c{cin}-{cout}:{size}x{size}"
+
+
+def stem_key(C: int, image_size: int) -> str:
+    return f"nb201-stem:c3-{C}:{image_size}x{image_size}"
+
+
+def head_key(channels: int, size: int, num_classes: int) -> str:
+    return f"nb201-head:c{channels}:{size}x{size}:n{num_classes}"
+
+
+class NB201Space(SearchSpace):
+    name = nb201.SPACE_NAME
+    genotype_space = nb201.SPACE_NAME
+    primitives = nb201.PRIMITIVES
+    op_codes = nb201.OP_CODES
+    macro_defaults = {"C": nb201.STEM_CHANNELS, "N": nb201.CELLS_PER_STAGE}
+    macro_help = {"C": "stem channels; the stages have C, 2C, 4C (the benchmark's: 16)",
+                  "N": "cells per stage (the benchmark's: 5)"}
+    baseline_op = "skip_connect"
+
+    def check_macro(self, macro: dict[str, int]) -> None:
+        nb201.check_macro(macro["C"], macro["N"])
+
+    def decision_names(self, macro: dict[str, int]) -> list[str]:
+        return list(EDGE_NAMES)
+
+    def genotype_from_ops(self, ops: Sequence[str], macro: dict[str, int]) -> CellGenotype:
+        return CellGenotype(tuple(ops))
+
+    def ops_of(self, genotype: CellGenotype) -> tuple[str, ...]:
+        return genotype.ops
+
+    def genotype_from_dict(self, d: dict) -> CellGenotype:
+        return CellGenotype.from_dict(d)
+
+    def make_op(self, name: str, channels: int) -> nn.Module:
+        return make_op(name, channels)
+
+    def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
+                   path_drop: float = 0.0, cell_drop: float = 0.0) -> NB201Net:
+        if path_drop or cell_drop:  # the benchmark trained its cells without them
+            raise SpaceError("path drop and cell drop belong to the tree space; the NAS-Bench-201 network has neither")
+        return NB201Net(macro["C"], macro["N"], lambda k, e, c: make_edge(e, c), num_classes, image_size)
+
+    # ---- latency tables: cells with skip edges, the residual blocks, stem, head; edges relative to skip
+    def latency_parts(self, macro: dict[str, int], num_classes: int, image_size: int) -> list[LatencyPart]:
+        C = macro["C"]
+        net = NB201Net(C, 1, lambda k, e, c: nn.Identity(), num_classes, image_size).eval()  # one of each layer
+        one = {(kind, width): layer for (kind, width, _), layer in zip(net.plan, net.layers)}
+        parts = [LatencyPart(stem_key(C, image_size), lambda: net.stem, (3, image_size, image_size))]
+        width = size_out = None
+        for kind, out, size in stage_plan(C, macro["N"], image_size):
+            layer = one[kind, out]
+            if kind == "cell":
+                parts.append(LatencyPart(cell_key(out, size), lambda m=layer: m, (out, size, size)))
+                size_out = size
+            else:
+                parts.append(LatencyPart(reduce_key(width, out, size), lambda m=layer: m, (width, size, size)))
+            width = out
+        parts.append(LatencyPart(head_key(width, size_out, num_classes),
+                                 lambda: nn.Sequential(net.head, net.classifier), (width, size_out, size_out)))
+        return parts
+
+    def edge_key(self, op: str, channels: int, size: int) -> str:
+        return edge_key(op, channels, size)
+
+    def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
+        return [LatencyEdge(e, width, size) for kind, width, size in stage_plan(macro["C"], macro["N"], image_size)
+                if kind == "cell" for e in range(NUM_EDGES)]
+
+
+NB201 = NB201Space()

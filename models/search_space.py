@@ -1,0 +1,156 @@
+"""The one interface a search space implements; the method (MixedOp, path sampling, alpha, the architect,
+the latency objective, the training loop, the run scaffold) reads a space only through it.
+
+A space supplies:
+* its candidate ops (``primitives``, ``make_op``) and the size of its network (``macro``: named integers,
+  e.g. the tree space's B and F, NAS-Bench-201's C and N, with defaults and help for the flags);
+* its *decisions*: the rows of the supernet's alpha.  Every searchable edge of the network reads one
+  row; the tree space has one decision per edge, NAS-Bench-201 six decisions shared by all 3N cells (the
+  benchmark's convention: one cell architecture for the whole network);
+* ``build_body``: the network with ``make_edge(decision, channels)`` on every searchable edge -- the same
+  builder gives the supernet (MixedOps) and the derived network (one op per edge), so the two share
+  module names and a supernet's weights map onto a derived network by name (SuperNet.derived_state_dict);
+* its genotype type (one op name per decision, plus whatever the space keeps with it: the tree genotype
+  carries B and F, a NAS-Bench-201 genotype is only the cell) and its JSON codec;
+* latency-table parts (utils/latency_table.py): the fixed parts of the network as modules to time, and
+  every searchable edge's (decision, channels, map size), so that a table adds up to a network and the
+  expected latency is a (decisions x candidates) cost matrix.
+Pictures are drawn per space by visualize_cifar.py from the same description.
+
+Why alpha is one (decisions x candidates) parameter held by the supernet (models/supernet.py): sharing a
+decision among edges is then nothing but an index; sampling every decision, the "two"-mode rescale,
+log p(architecture) and the expected latency are each one tensor operation; a checkpoint holds one tensor.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch.nn as nn
+
+from .space import SpaceError
+
+EdgeFactory = Callable[[int, int], nn.Module]  # (decision, channels) -> module on that edge
+
+
+@dataclass(frozen=True)
+class LatencyPart:
+    """A fixed part of a network, timed whole for a latency table: its key, a module factory and the
+    input's (C, H, W).  A part that a network runs k times is listed k times."""
+
+    key: str
+    build: Callable[[], nn.Module]
+    in_shape: tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class LatencyEdge:
+    """A searchable edge of a network for a latency table: which decision it reads, at which shape."""
+
+    decision: int
+    channels: int
+    size: int
+
+
+class SearchSpace:
+    """Base of the spaces (models/tree_space.py, models/nb201_space.py); see the module docstring."""
+
+    name: str = ""  # the --space value
+    genotype_space: str = ""  # the "space" field of the genotype JSON
+    primitives: tuple[str, ...] = ()
+    op_codes: dict[str, str] = {}
+    macro_defaults: dict[str, int] = {}
+    macro_help: dict[str, str] = {}
+    baseline_op: str = ""  # the op that latency tables time inside the fixed parts (costs are relative to it)
+
+    # ---- network size
+    def macro(self, values: dict | None = None) -> dict[str, int]:
+        """The full macro settings: ``values`` over the defaults, checked (SpaceError names the problem)."""
+        values = dict(values or {})
+        unknown = set(values) - set(self.macro_defaults)
+        if unknown:
+            raise SpaceError(f"the {self.name} space has no setting(s) {', '.join(sorted(unknown))}; its network "
+                             f"is sized by {', '.join(self.macro_defaults)}")
+        out = {**self.macro_defaults, **{k: v for k, v in values.items() if v is not None}}
+        self.check_macro(out)
+        return out
+
+    def check_macro(self, macro: dict[str, int]) -> None:
+        raise NotImplementedError
+
+    def check_candidates(self, names: Sequence[str]) -> tuple[str, ...]:
+        """A candidate list of this space (order kept; unknown, repeated or no names refused)."""
+        names = tuple(names)
+        unknown = [n for n in names if n not in self.primitives]
+        if unknown:
+            raise SpaceError(f"unknown candidate op(s) {', '.join(unknown)} for the {self.name} space; "
+                             f"valid ops: {', '.join(self.primitives)}")
+        if len(set(names)) != len(names):
+            raise SpaceError(f"candidate list has duplicates: {', '.join(names)}")
+        if not names:
+            raise SpaceError("the candidate list is empty")
+        return names
+
+    # ---- decisions and genotypes
+    def decision_names(self, macro: dict[str, int]) -> list[str]:
+        raise NotImplementedError
+
+    def genotype_from_ops(self, ops: Sequence[str], macro: dict[str, int]):
+        """The genotype whose decision d is ``ops[d]``."""
+        raise NotImplementedError
+
+    def ops_of(self, genotype) -> tuple[str, ...]:
+        """One op name per decision."""
+        raise NotImplementedError
+
+    def genotype_macro(self, genotype) -> dict[str, int]:
+        """The macro settings a genotype carries ({} when it carries none)."""
+        return {}
+
+    def genotype_from_dict(self, d: dict):
+        raise NotImplementedError
+
+    def check_genotype(self, genotype, macro: dict[str, int]) -> None:
+        """SpaceError unless ``genotype`` is of this space and fits a network of ``macro``."""
+        if getattr(genotype, "space", None) != self.genotype_space:
+            raise SpaceError(f"genotype is for space {getattr(genotype, 'space', None)!r}, not the {self.name} space")
+        carried = self.genotype_macro(genotype)
+        clash = {k: (v, macro[k]) for k, v in carried.items() if macro.get(k) != v}
+        if clash:
+            raise SpaceError("genotype has " + ", ".join(f"{k}={a}" for k, (a, _) in clash.items())
+                             + ", the network " + ", ".join(f"{k}={b}" for k, (_, b) in clash.items()))
+
+    # ---- modules
+    def make_op(self, name: str, channels: int) -> nn.Module:
+        raise NotImplementedError
+
+    def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
+                   path_drop: float = 0.0, cell_drop: float = 0.0) -> nn.Module:
+        raise NotImplementedError
+
+    def derived(self, genotype, macro: dict[str, int], num_classes: int, image_size: int,
+                path_drop: float = 0.0, cell_drop: float = 0.0) -> nn.Module:
+        """The network of ``genotype``: every searchable edge its op.  It carries ``genotype``, ``macro``
+        and ``space`` (export, pictures and checkpoints read them)."""
+        self.check_genotype(genotype, macro)
+        ops = self.ops_of(genotype)
+        net = self.build_body(macro, lambda d, c: self.make_op(ops[d], c), num_classes, image_size,
+                              path_drop, cell_drop)
+        net.genotype, net.macro, net.space = genotype, dict(macro), self
+        return net
+
+    # ---- latency tables
+    def latency_parts(self, macro: dict[str, int], num_classes: int, image_size: int) -> list[LatencyPart]:
+        """The fixed parts in network order, each with the searchable edges inside it running
+        ``baseline_op``, so that fixed parts + every edge's (op - baseline) is the network."""
+        raise NotImplementedError
+
+    def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
+        raise NotImplementedError
+
+    def edge_key(self, op: str, channels: int, size: int) -> str:
+        """The latency-table key of ``op`` on an edge of ``channels`` x ``size`` x ``size``."""
+        raise NotImplementedError
+
+    def describe_macro(self, macro: dict[str, int]) -> str:
+        return " ".join(f"{k}={v}" for k, v in macro.items())

@@ -1,0 +1,187 @@
+"""The supernet of any search space: the space's network with a MixedOp on every searchable edge, and
+the architecture parameter alpha, one (decisions x candidates) tensor (models/search_space.py says why).
+
+Gate modes (``gate_mode`` context manager; GATE_MODES in models/operations.py) are the supernet's
+state, assigned to every MixedOp before each forward: stochastic modes sample every decision at once
+(one read of alpha, torch's global CPU RNG, so seeds and checkpointed RNG states reproduce every draw),
+and all edges of a decision run the same paths.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import torch
+import torch.nn as nn
+
+from .operations import GATE_MODES, STOCHASTIC_MODES, MixedOp, sample_paths
+from .search_space import SearchSpace
+from .space import SpaceError
+
+
+class SuperNet(nn.Module):
+    """``space``'s network of ``macro`` size, every searchable edge a MixedOp over ``candidates``."""
+
+    def __init__(self, space: SearchSpace, macro: dict | None, candidates: Sequence[str] | None = None,
+                 num_classes: int = 10, image_size: int = 32):
+        super().__init__()
+        self.space = space
+        self.macro = space.macro(macro)
+        self.candidates = space.check_candidates(space.primitives if candidates is None else candidates)
+        self.num_classes, self.image_size = num_classes, image_size
+        names = space.decision_names(self.macro)
+        self.alpha = nn.Parameter(torch.zeros(len(names), len(self.candidates)))
+        self.net = space.build_body(self.macro, lambda d, c: MixedOp([space.make_op(n, c) for n in self.candidates], d),
+                                    num_classes, image_size)
+        self._mixed = [m for m in self.net.modules() if isinstance(m, MixedOp)]
+        self._prefixes = {name: m.decision for name, m in self.net.named_modules() if isinstance(m, MixedOp)}
+        if {m.decision for m in self._mixed} != set(range(len(names))):
+            raise SpaceError(f"the {space.name} space's network does not read every one of its {len(names)} decisions")
+        if any(".ops." in f".{name}." for name in self._prefixes):
+            raise SpaceError("a searchable edge sits inside a module named 'ops'")  # derived_state_dict splits there
+        self.mode = "sample"
+        self.sampled: list[tuple[int, ...]] | None = None  # per decision, of the last stochastic forward
+        self.active: list[int] | None = None
+        self._before = None  # (pairs, alphas of the pairs) of the last "two"-mode sampling
+        # a running digest of every sampled path (< 2**52: exact in float64), so that data-parallel
+        # processes can check that they computed the same architectures (utils.distributed.Sync)
+        self.path_digest = 0
+        self._fixed: list[int] | None = None
+
+    # ---- sizes and parameters
+    @property
+    def num_decisions(self) -> int:
+        return self.alpha.shape[0]
+
+    def mixed_ops(self) -> list[MixedOp]:
+        """Every searchable edge, in network order (``m.decision`` is its row of alpha)."""
+        return self._mixed
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [self.alpha]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p is not self.alpha]
+
+    def alphas(self) -> torch.Tensor:
+        """(decisions, N) detached copy of alpha."""
+        return self.alpha.detach().clone()
+
+    def probs(self) -> torch.Tensor:
+        return torch.softmax(self.alpha.detach().float(), dim=1)
+
+    def entropy(self) -> float:
+        """Mean entropy (nats) of the decisions' op distributions; log(N) when uniform."""
+        p = self.probs()
+        return float(-(p * torch.log(p.clamp_min(1e-12))).sum(1).mean())
+
+    # ---- gates
+    @contextlib.contextmanager
+    def gate_mode(self, mode: str) -> Iterator["SuperNet"]:
+        """Set the gate mode for the block; the previous mode comes back afterwards."""
+        if mode not in GATE_MODES:
+            raise ValueError(f"unknown gate mode {mode!r}; valid: {', '.join(GATE_MODES)}")
+        before, self.mode = self.mode, mode
+        try:
+            yield self
+        finally:
+            self.mode = before
+
+    def resample(self) -> None:
+        """Sample paths for every decision at once and hand them to the edges."""
+        mode, alpha = self.mode, self.alpha
+        sampled, active = sample_paths(alpha, mode)
+        self.sampled, self.active = sampled, active
+        self.path_digest = (self.path_digest * 1_000_003 + hash((tuple(sampled), tuple(active)))) % (1 << 52)
+        rows = index = [None] * len(sampled)
+        if mode in ("two", "full"):
+            rows = alpha.unbind(0)  # views: each edge's gate gradient lands in its decision's row
+            if mode == "two":
+                pairs = torch.tensor(sampled, device=alpha.device)  # one copy for all decisions
+                index = pairs.unbind(0)
+                self._before = (pairs, alpha.detach().gather(1, pairs))
+        for m in self._mixed:
+            d = m.decision
+            m.set_paths(mode, sampled[d], active[d], rows[d], index[d])
+
+    def _assign_fixed(self, indices: Sequence[int]) -> None:
+        for m in self._mixed:
+            i = indices[m.decision]
+            m.set_paths(self.mode, (i,), i)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode in STOCHASTIC_MODES:
+            self.resample()
+        elif self.mode == "argmax":
+            self._assign_fixed(self.alpha.detach().argmax(1).tolist())
+        else:  # fixed
+            if self._fixed is None:
+                raise RuntimeError("gate mode 'fixed' needs a genotype: call SuperNet.fix(genotype) first")
+            self._assign_fixed(self._fixed)
+        return self.net(x)
+
+    @torch.no_grad()
+    def rescale_sampled(self) -> None:
+        """After an arch step in "two" mode: per decision, shift the two updated alphas by a common offset
+        so their logsumexp is as before the step: the probabilities of the unsampled paths stay the same."""
+        if self._before is None:
+            return
+        pairs, old = self._before
+        offset = torch.logsumexp(self.alpha.gather(1, pairs), 1) - torch.logsumexp(old, 1)  # (D,)
+        self.alpha.scatter_add_(1, pairs, -offset[:, None].expand_as(pairs).to(self.alpha.dtype))
+        self._before = None
+
+    # ---- architectures as indices
+    def active_indices(self) -> torch.Tensor:
+        """(decisions,) index of the op each decision ran in the last stochastic forward."""
+        if self.active is None:
+            raise RuntimeError("the supernet has not run a stochastic forward yet: no active paths")
+        return torch.tensor(self.active)
+
+    def log_prob(self, indices: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(architecture) = sum over decisions of log p(op); differentiable in alpha.
+        indices: (D,) or (M, D) op indices (default: the last forward's); returns () or (M,)."""
+        idx = (self.active_indices() if indices is None else indices).to(self.alpha.device)
+        logp = torch.log_softmax(self.alpha, dim=1)  # (D, N)
+        out = logp.gather(1, idx.reshape(-1, logp.shape[0]).T).sum(0)  # (M,)
+        return out[0] if idx.ndim == 1 else out
+
+    def indices_of(self, genotype) -> list[int]:
+        """The candidate index of every decision of ``genotype`` (SpaceError if it does not fit)."""
+        self.space.check_genotype(genotype, self.macro)
+        ops = self.space.ops_of(genotype)
+        missing = sorted(set(ops) - set(self.candidates))
+        if missing:
+            raise SpaceError(f"genotype uses op(s) {', '.join(missing)} that this supernet does not hold")
+        return [self.candidates.index(op) for op in ops]
+
+    def genotype_of(self, indices: Sequence[int]):
+        return self.space.genotype_from_ops([self.candidates[int(i)] for i in indices], self.macro)
+
+    def active_genotype(self):
+        """The architecture that the last stochastic forward ran."""
+        return self.genotype_of(self.active_indices().tolist())
+
+    def derive(self):
+        """The argmax architecture."""
+        return self.genotype_of(self.alpha.detach().argmax(1).tolist())
+
+    def fix(self, genotype) -> None:
+        """Run ``genotype``'s ops in gate mode "fixed"."""
+        self._fixed = self.indices_of(genotype)
+
+    # ---- the derived network's weights
+    def derived_state_dict(self, genotype) -> dict[str, torch.Tensor]:
+        """Weights for ``space.derived(genotype, ...)``: every edge takes the weights of its chosen op
+        (the supernet's body and the derived network come from one builder, so names match)."""
+        chosen = self.indices_of(genotype)
+        out = {}
+        for key, value in self.net.state_dict().items():
+            head, sep, rest = key.partition(".ops.")
+            if sep and head in self._prefixes:
+                i, _, tail = rest.partition(".")
+                if int(i) != chosen[self._prefixes[head]]:
+                    continue
+                key = f"{head}.{tail}"
+            out[key] = value
+        return out

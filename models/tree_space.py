@@ -1,0 +1,104 @@
+"""The paper's CIFAR-10 tree-cell space (models/space.py) behind the SearchSpace interface.
+
+One decision per searchable edge: decision = block * 12 + edge (models.space.EDGE_NAMES order), so a
+genotype's ops, flattened block by block, are the decisions' ops.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch.nn as nn
+
+from .genotype import SPACE_NAME, Genotype
+from .operations import OPS
+from .proxyless_nas import DerivedNet, TreeNet
+from .search_space import EdgeFactory, LatencyEdge, LatencyPart, SearchSpace
+from .space import (EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, STEM_CHANNELS, BlockSpec,
+                    block_plan, check_macro)
+
+
+# ---- latency-table keys of this space (the batch size is the table's)
+def edge_key(op: str, channels: int, size: int, stride: int = 1) -> str:
+    return f"edge:{op}:c{channels}:{size}x{size}:s{stride}"
+
+
+def block_key(spec: BlockSpec) -> str:
+    return f"block:c{spec.in_channels}-{spec.width}-{spec.out_channels}:{spec.in_size}x{spec.in_size}:s{spec.stride}"
+
+
+def stem_key(image_size: int = 32) -> str:
+    return f"stem:c3-{STEM_CHANNELS}:{image_size}x{image_size}"
+
+
+def head_key(F: int, size: int, num_classes: int) -> str:
+    return f"head:c{F}:{size}x{size}:n{num_classes}"
+
+
+def _identity_edges(block: int, edge: int, channels: int) -> nn.Module:
+    return nn.Identity()
+
+
+class TreeSpace(SearchSpace):
+    name = "tree"
+    genotype_space = SPACE_NAME
+    primitives = PRIMITIVES
+    op_codes = OP_CODES
+    macro_defaults = {"B": 18, "F": 400}
+    macro_help = {"B": "blocks per stage (paper's network: 18)",
+                  "F": "final width, a multiple of 8 >= 64 (paper's network: 400)"}
+    baseline_op = "identity"
+
+    def check_macro(self, macro: dict[str, int]) -> None:
+        check_macro(macro["B"], macro["F"])
+
+    def decision_names(self, macro: dict[str, int]) -> list[str]:
+        return [f"block{b}.{e}" for b in range(NUM_STAGES * macro["B"]) for e in EDGE_NAMES]
+
+    def genotype_from_ops(self, ops: Sequence[str], macro: dict[str, int]) -> Genotype:
+        ops = list(ops)
+        return Genotype(macro["B"], macro["F"], [ops[i:i + EDGES_PER_CELL] for i in range(0, len(ops), EDGES_PER_CELL)])
+
+    def ops_of(self, genotype: Genotype) -> tuple[str, ...]:
+        return tuple(op for block in genotype.ops for op in block)
+
+    def genotype_macro(self, genotype: Genotype) -> dict[str, int]:
+        return {"B": genotype.B, "F": genotype.F}
+
+    def genotype_from_dict(self, d: dict) -> Genotype:
+        return Genotype.from_dict(d)
+
+    def make_op(self, name: str, channels: int) -> nn.Module:
+        return OPS[name](channels, 1)
+
+    def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
+                   path_drop: float = 0.0, cell_drop: float = 0.0) -> TreeNet:
+        return TreeNet(macro["B"], macro["F"], lambda b, e, c: make_edge(b * EDGES_PER_CELL + e, c), num_classes,
+                       path_drop, cell_drop, image_size)
+
+    def derived(self, genotype: Genotype, macro: dict[str, int], num_classes: int, image_size: int,
+                path_drop: float = 0.0, cell_drop: float = 0.0) -> DerivedNet:
+        self.check_genotype(genotype, macro)
+        net = DerivedNet(genotype, num_classes, path_drop, cell_drop, image_size)
+        net.macro, net.space = dict(macro), self
+        return net
+
+    # ---- latency tables: whole blocks with identity edges, stem, head; edges relative to identity
+    def latency_parts(self, macro: dict[str, int], num_classes: int, image_size: int) -> list[LatencyPart]:
+        net = TreeNet(macro["B"], macro["F"], _identity_edges, num_classes, image_size=image_size).eval()
+        last = net.plan[-1]
+        parts = [LatencyPart(stem_key(image_size), lambda: net.stem, (3, image_size, image_size))]
+        for spec, block in zip(net.plan, net.blocks):
+            parts.append(LatencyPart(block_key(spec), lambda b=block: b, (spec.in_channels, spec.in_size, spec.in_size)))
+        parts.append(LatencyPart(head_key(macro["F"], last.out_size, num_classes),
+                                 lambda: nn.Sequential(net.head, net.classifier), (macro["F"], last.out_size, last.out_size)))
+        return parts
+
+    def edge_key(self, op: str, channels: int, size: int) -> str:
+        return edge_key(op, channels, size)
+
+    def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
+        return [LatencyEdge(spec.index * EDGES_PER_CELL + e, spec.width, spec.out_size)
+                for spec in block_plan(macro["B"], macro["F"], image_size) for e in range(EDGES_PER_CELL)]
+
+
+TREE = TreeSpace()

@@ -1,0 +1,67 @@
+"""The search-space flags every script shares: ``--space`` and each space's network-size flags (the tree
+space's --B/--F, NAS-Bench-201's --C/--N), and the one rule that resolves them.
+
+Rules: a genotype (or a checkpoint) names its space, so ``--space`` may be left out; given, it must agree.
+A size flag of another space is an error, not silently ignored.  A tree genotype carries B and F, so
+--B/--F may only repeat them; a NAS-Bench-201 genotype is a cell, and --C/--N size the network around it
+(default: the benchmark's C=16, N=5).
+"""
+from __future__ import annotations
+
+import argparse
+
+from models.search_space import SearchSpace
+from models.spaces import DEFAULT_SPACE, SPACES, get_space, space_of
+
+from .errors import UserError
+
+MACRO_FLAGS = {k: name for name, space in SPACES.items() for k in space.macro_defaults}  # "B" -> "tree", ...
+
+
+def add_space_flags(parser: argparse.ArgumentParser, macro: bool = True, title: str = "search space") -> None:
+    g = parser.add_argument_group(title)
+    g.add_argument("--space", choices=tuple(SPACES), default=None,
+                   help=f"tree: the paper's CIFAR-10 tree cells; nb201: the NAS-Bench-201 cell space (default: the "
+                        f"genotype's or checkpoint's space, else {DEFAULT_SPACE})")
+    if not macro:
+        return
+    for flag, name in MACRO_FLAGS.items():
+        space = SPACES[name]
+        g.add_argument(f"--{flag}", type=int, default=None,
+                       help=f"{name} space: {space.macro_help[flag]} (default {space.macro_defaults[flag]})")
+
+
+def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | None = None,
+                  saved_macro: dict | None = None) -> tuple[SearchSpace, dict[str, int]]:
+    """(space, full macro) from --space, the size flags, a genotype and a checkpoint's space and macro;
+    writes the resolved values back into ``args`` (so configs and resume checks see them)."""
+    asked = getattr(args, "space", None)
+    names = [n for n in (asked, space_of(genotype).name if genotype is not None else None, saved_space) if n]
+    if len(set(names)) > 1:
+        what = [f"--space {asked}"] if asked else []
+        what += [f"the genotype is of the {space_of(genotype).name} space"] if genotype is not None else []
+        what += [f"the checkpoint is of the {saved_space} space"] if saved_space else []
+        raise UserError("the search space does not agree: " + ", ".join(what))
+    space = get_space(names[0] if names else DEFAULT_SPACE)
+    given = {k: getattr(args, k, None) for k in MACRO_FLAGS}
+    foreign = [k for k, v in given.items() if v is not None and k not in space.macro_defaults]
+    if foreign:
+        owner = MACRO_FLAGS[foreign[0]]
+        raise UserError(f"--{foreign[0]} sizes the {owner} space's network; this run is in the {space.name} space "
+                        f"(its flags: {', '.join('--' + k for k in space.macro_defaults)})")
+    mine = {k: v for k, v in given.items() if v is not None}
+    for source, values in (("the genotype", space.genotype_macro(genotype) if genotype is not None else {}),
+                           ("the checkpoint", saved_macro or {})):
+        clash = [k for k, v in values.items() if k in mine and mine[k] != v]
+        if clash:
+            raise UserError(f"--{clash[0]} {mine[clash[0]]} but {source} has {clash[0]}={values[clash[0]]}")
+        mine = {**values, **mine}
+    try:
+        macro = space.macro(mine)
+    except ValueError as e:
+        raise UserError(f"{'/'.join('--' + k for k in space.macro_defaults)}: {e}") from None
+    args.space = space.name
+    for k in MACRO_FLAGS:
+        if hasattr(args, k):
+            setattr(args, k, macro.get(k))
+    return space, macro
