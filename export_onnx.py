@@ -89,17 +89,18 @@ def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> No
 DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
 
 
-def load_network(args: argparse.Namespace) -> nn.Module:
-    """The derived network in eval mode: the checkpoint's weights, or random ones (BN calibrated)."""
-    checkpoint = args.checkpoint
+def load_network(genotype_arg: str | None, checkpoint: str | None,
+                 space_flags: argparse.Namespace | None = None) -> nn.Module:
+    """The derived network in eval mode: the checkpoint's weights, or random ones (BN calibrated).
+    space_flags: --space and the size flags (None: none given)."""
     state, stored, data, space, macro = read_checkpoint(checkpoint) if checkpoint else (None, None, CIFAR10, None, None)
-    genotype = genotypes.get(args.genotype) if args.genotype is not None else stored
-    if args.genotype is not None and stored is not None:
+    genotype = genotypes.get(genotype_arg) if genotype_arg is not None else stored
+    if genotype_arg is not None and stored is not None:
         diff = _genotype_diff(genotype, stored)
         if diff:
             raise UserError(f"--checkpoint {checkpoint} was trained with another genotype than --genotype "
-                            f"{args.genotype} (first difference: {diff}); leave out --genotype to use its own")
-    space, macro = resolve_space(args, genotype, space, macro)
+                            f"{genotype_arg} (first difference: {diff}); leave out --genotype to use its own")
+    space, macro = resolve_space(space_flags or argparse.Namespace(), genotype, space, macro)
     if genotype is None:
         genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
     model = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)
@@ -178,7 +179,7 @@ def main(args: argparse.Namespace) -> dict:
     seed_everything(args.seed)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    model = load_network(args)
+    model = load_network(args.genotype, args.checkpoint, args)
     print(f"network: {model.space.name} space {model.space.describe_macro(model.macro)}"
           f"{'' if model.genotype.describe() in model.space.describe_macro(model.macro) else ' ' + model.genotype.describe()}, "
           f"{count_parameters(model):,} parameters, input 3x{model.image_size}"

@@ -145,8 +145,8 @@ def resolve_recipe(args: argparse.Namespace, saved: dict | None = None) -> tuple
         if saved is None:
             path = args.eval_only or (Path(args.output) / "last.pth" if args.resume == "auto" else args.resume)
             saved = load_checkpoint(path, kind="train")
-        genotype, name, macro = saved_network(saved)
-        space, macro = resolve_space(args, requested_genotype(args) or genotype, name, macro)
+        genotype, name, macro = saved_network(saved)  # a --genotype that differs is refused by checkpoint_genotype
+        space, macro = resolve_space(args, genotype, name, macro)
     for flag, value in RECIPES[space.name].items():
         if getattr(args, flag) is None:
             setattr(args, flag, value)

@@ -24,10 +24,11 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 def check_args(args: argparse.Namespace) -> None:
     """Bad flags -> one-line UserError (run_cli prints it), not a traceback from deep in a model."""
-    try:
-        check_macro(args.B, args.F)
-    except ValueError as e:
-        raise UserError(f"--B/--F: {e}") from None
+    if getattr(args, "space", None) in (None, "tree"):
+        try:
+            check_macro(args.B, args.F)
+        except ValueError as e:
+            raise UserError(f"--B/--F: {e}") from None
     for flag in ("batch", "threads", "repeats"):
         values = getattr(args, flag, 1)
         if any(v < 1 for v in (values if isinstance(values, list) else [values])):

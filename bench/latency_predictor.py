@@ -15,12 +15,14 @@ time, the right figure on a dedicated machine; on a busy one a 50 ms forward is 
 headline lines use ``--clock``.
 
 Random networks must span a real range of latencies, or r measures noise: each network draws its
-own op mixture from a Dirichlet(``--concentration``) over the 7 ops, then an op per edge from that
-mixture, so some networks are mostly identity or pooling and others mostly separable convs.
+own op mixture from a Dirichlet(``--concentration``) over the space's ops, then an op per decision from
+that mixture, so some networks are mostly identity or pooling and others mostly convolutions.
+``--space nb201`` checks the NAS-Bench-201 table (cells of one architecture in the benchmark's network).
 
 Ends with ``name=value`` lines: latency_mape_b{batch}, latency_r_b{batch} (headline clock),
 latency_{mape,r}_{other clock}_b{batch}, latency_range_b{batch} (slowest / fastest network).
 Run: python bench/latency_predictor.py [--B 3 --F 160 --batches 1 32 --threads 1 --clock cpu]
+     python bench/latency_predictor.py --space nb201 [--C 16 --N 5]
 """
 from __future__ import annotations
 
@@ -33,30 +35,32 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from genotypes import Genotype  # noqa: E402
 from models import build_net  # noqa: E402
-from models.space import EDGES_PER_CELL, NUM_STAGES, PRIMITIVES  # noqa: E402
+from models.search_space import SearchSpace  # noqa: E402
 from bench._common import check_args  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency import BACKENDS, LatencyTable, measure, predict_genotype, table_items, table_meta  # noqa: E402
+from utils.space_args import add_space_flags, resolve_space  # noqa: E402
 
 STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}
 
 
-def random_genotypes(B: int, F: int, n: int, concentration: float, seed: int) -> list[Genotype]:
+# this bench's network sizes when none are given (the tree space's own defaults are the paper's large network)
+SIZES = {"tree": {"B": 3, "F": 160}, "nb201": {"C": 16, "N": 5}}
+
+
+def random_genotypes(space: SearchSpace, macro: dict, n: int, concentration: float, seed: int) -> list:
     rng = np.random.default_rng(seed)
+    ops, decisions = space.primitives, len(space.decision_names(macro))
     out = []
     for _ in range(n):
-        mix = rng.dirichlet([concentration] * len(PRIMITIVES))
-        ops = rng.choice(len(PRIMITIVES), size=(NUM_STAGES * B, EDGES_PER_CELL), p=mix)
-        out.append(Genotype(B, F, [[PRIMITIVES[i] for i in row] for row in ops]))
+        mix = rng.dirichlet([concentration] * len(ops))
+        out.append(space.genotype_from_ops([ops[i] for i in rng.choice(len(ops), size=decisions, p=mix)], macro))
     return out
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--B", type=int, default=3, help="blocks per stage")
-    p.add_argument("--F", type=int, default=160, help="final width")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="batch sizes to check")
     p.add_argument("--nets", type=int, default=20, help="random derived networks per batch size")
     p.add_argument("--device", choices=[b for b in BACKENDS if b != "cuda"], default="cpu",
@@ -72,6 +76,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the random networks and inputs")
     p.add_argument("--save-tables", default="", help="folder to save the tables in (empty: not saved)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_space_flags(p, title="search space (sizes here default to: "
+                             + "; ".join(f"{k}: " + " ".join(f"{f}={v}" for f, v in m.items()) for k, m in SIZES.items())
+                             + ")")
     return p
 
 
@@ -80,6 +87,10 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
+    for flag, value in SIZES[args.space or "tree"].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    space, macro = resolve_space(args)
     check_args(args)
     if len(args.repeats) not in (1, len(args.batches)):
         raise UserError(f"--repeats needs one value or one per batch size ({len(args.batches)} given)")
@@ -87,22 +98,23 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         raise UserError("--clock cpu needs --threads 1 (CPU time sums over threads); use --clock wall")
     repeats = dict(zip(args.batches, args.repeats * len(args.batches) if len(args.repeats) == 1 else args.repeats))
     other = "wall" if args.clock == "cpu" else "cpu"
-    nets = random_genotypes(args.B, args.F, args.nets, args.concentration, args.seed)
+    nets = random_genotypes(space, macro, args.nets, args.concentration, args.seed)
     results: dict[str, float] = {}
     for batch in args.batches:
-        items = table_items(args.B, args.F, PRIMITIVES, batch, args.device, seed=args.seed)
+        items = table_items(space, macro, space.primitives, batch, args.device, seed=args.seed)
         x = torch.randn((batch, 3, 32, 32), generator=torch.Generator().manual_seed(args.seed))
-        items += [(f"net{i}", build_net(g).eval(), x) for i, g in enumerate(nets)]
+        items += [(f"net{i}", build_net(g, macro=macro).eval(), x) for i, g in enumerate(nets)]
         timed = measure(items, args.device, args.threads, args.warmup, repeats[batch], args.min_run_ms,
                         progress=not args.no_progress, desc=f"table + networks b{batch}")
         meas = {k: timed.pop(k) for k in list(timed) if k.startswith("net")}
-        table = LatencyTable(timed, table_meta(args.B, args.F, PRIMITIVES, batch, args.device, args.threads,
+        table = LatencyTable(timed, table_meta(space, macro, space.primitives, batch, args.device, args.threads,
                                                args.warmup, repeats[batch], args.min_run_ms))
         if args.save_tables:
-            table.save(Path(args.save_tables) / f"lat_{args.device}_B{args.B}_F{args.F}_b{batch}.json")
+            size = "_".join(f"{k}{v}" for k, v in macro.items())
+            table.save(Path(args.save_tables) / f"lat_{args.device}_{space.name}_{size}_b{batch}.json")
         print(f"\nbatch {batch}: {len(table.entries)} table entries + {len(nets)} networks on {args.device} "
               f"({table.meta['device_name']}, {args.threads} threads), median of {repeats[batch]} runs each")
-        print(f"{'net':>3} {'id':>3} {'sep':>4} {'pool':>4} | {args.clock + ' pred':>10} {'meas':>9} {'iqr':>8} "
+        print(f"{'net':>3} {'free':>4} {'conv':>4} | {args.clock + ' pred':>10} {'meas':>9} {'iqr':>8} "
               f"{'err%':>6} | {other + ' pred':>10} {'meas':>9} {'err%':>6}")
         rows = []
         for i, g in enumerate(nets):
@@ -111,18 +123,17 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                 pred, got = predict_genotype(table, g, stat=STAT[clock]), m[STAT[clock]]
                 r += [pred, got, 100 * (pred / got - 1)]
             rows.append(r)
-            c = g.op_counts()
-            sep = c["sep_3x3"] + c["sep_5x5"] + c["sep_7x7"] + c["dil_sep_3x3"]
-            pool = c["avg_pool_3x3"] + c["max_pool_3x3"]
+            free = sum(n for op, n in g.op_counts().items() if op in space.parameter_free)
+            conv = sum(g.op_counts().values()) - free
             iqr = m["spread_ms" if args.clock == "wall" else "cpu_spread_ms"]
-            print(f"{i:>3} {c['identity']:>3} {sep:>4} {pool:>4} | {r[0]:>10.3f} {r[1]:>9.3f} {iqr:>8.3f} "
+            print(f"{i:>3} {free:>4} {conv:>4} | {r[0]:>10.3f} {r[1]:>9.3f} {iqr:>8.3f} "
                   f"{r[2]:>+6.1f} | {r[3]:>10.3f} {r[4]:>9.3f} {r[5]:>+6.1f}")
         a = np.array(rows)
         for suffix, (p, m) in (("", (a[:, 0], a[:, 1])), (f"_{other}", (a[:, 3], a[:, 4]))):
             results[f"latency_mape{suffix}_b{batch}"] = float(np.mean(np.abs(p / m - 1)) * 100)
             results[f"latency_r{suffix}_b{batch}"] = pearson(p, m)
         results[f"latency_range_b{batch}"] = float(a[:, 1].max() / a[:, 1].min())
-    print(f"\nB={args.B} F={args.F} device={args.device} threads={args.threads} nets={args.nets} clock={args.clock} "
+    print(f"\n{space.name} space {space.describe_macro(macro)} device={args.device} threads={args.threads} nets={args.nets} clock={args.clock} "
           f"(mape in %, r: Pearson, range: slowest / fastest network)")
     for k, v in results.items():
         print(f"{k}={v:.4f}")

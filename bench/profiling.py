@@ -69,17 +69,17 @@ def pin_alphas(supernet, active: Iterable[str] | str, second: Iterable[str] | st
 
     The supernet's own forward (with its sampling overhead) then runs known ops, so it can be
     compared with the derived network of the same ops.  ``active``/``second``: one op name for all
-    edges, or one per edge in ``supernet.mixed_ops()`` order.  With ``second=None`` the other paths
+    edges, or one per decision (tree space: per edge, in ``supernet.mixed_ops()`` order).  With ``second=None`` the other paths
     stay equal, so "two" draws the second path uniformly from the rest (a realistic pair).
     """
-    mixed = supernet.mixed_ops()
-    act = [active] * len(mixed) if isinstance(active, str) else list(active)
-    sec = [second] * len(mixed) if isinstance(second, str) or second is None else list(second)
-    for m, a, s in zip(mixed, act, sec):
-        m.alpha.zero_()
+    n, cands = supernet.num_decisions, supernet.candidates
+    act = [active] * n if isinstance(active, str) else list(active)
+    sec = [second] * n if isinstance(second, str) or second is None else list(second)
+    supernet.alpha.zero_()
+    for row, a, s in zip(supernet.alpha, act, sec):
         if s is not None:
-            m.alpha[m.candidates.index(s)] = gap
-        m.alpha[m.candidates.index(a)] = 2 * gap if s is not None else gap
+            row[cands.index(s)] = gap
+        row[cands.index(a)] = 2 * gap if s is not None else gap
 
 
 def genotype_ops(genotype) -> list[str]:

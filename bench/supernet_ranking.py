@@ -26,16 +26,12 @@ if __package__ in (None, ""):  # run as a file: make the repo importable
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from models import build_supernet  # noqa: E402
-from models.genotype import uniform  # noqa: E402
-from models.space import OP_FAMILY  # noqa: E402
-from utils.checkpoint import load_checkpoint  # noqa: E402
-from utils.data import BatchLoader, DatasetInfo, take  # noqa: E402
+from utils.checkpoint import load_supernet  # noqa: E402
+from utils.data import BatchLoader, take  # noqa: E402
 from utils.datasets import load_dataset  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.train import evaluate, make_amp, recalibrate_bn  # noqa: E402
 
-PARAMETER_FREE = {"pool", "skip"}  # OP_FAMILY values of ops without weights
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -53,7 +49,7 @@ def rank_ops(supernet, calibration: BatchLoader, test: BatchLoader, batches: int
     """{op: {"loss", "acc"}} of the supernet with every edge fixed to op (BN recalibrated per op)."""
     amp, out = make_amp(torch.device("cpu"), "off"), {}
     for op in supernet.candidates:
-        supernet.fix(uniform(supernet.B, supernet.F, op))
+        supernet.fix(supernet.genotype_of([supernet.candidates.index(op)] * supernet.num_decisions))
         with supernet.gate_mode("fixed"), torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)  # every op is calibrated on the same batches
             recalibrate_bn(supernet, (x for x, _ in itertools.islice(iter(calibration), batches)))
@@ -61,10 +57,10 @@ def rank_ops(supernet, calibration: BatchLoader, test: BatchLoader, batches: int
     return out
 
 
-def preference(ranks: dict[str, dict[str, float]]) -> float:
+def preference(ranks: dict[str, dict[str, float]], parameter_free: tuple[str, ...]) -> float:
     """Mean loss of parameter-free single-op networks minus that of the ones with weights."""
-    free = [r["loss"] for op, r in ranks.items() if OP_FAMILY[op] in PARAMETER_FREE]
-    weighted = [r["loss"] for op, r in ranks.items() if OP_FAMILY[op] not in PARAMETER_FREE]
+    free = [r["loss"] for op, r in ranks.items() if op in parameter_free]
+    weighted = [r["loss"] for op, r in ranks.items() if op not in parameter_free]
     if not free or not weighted:
         raise UserError("the candidates need at least one parameter-free op and one op with weights")
     return statistics.mean(free) - statistics.mean(weighted)
@@ -76,20 +72,18 @@ def main(args: argparse.Namespace) -> list[float]:
     torch.set_num_threads(args.threads)
     figures, datasets = [], {}
     for path in args.checkpoints:
-        saved = load_checkpoint(path, kind="search")
-        a, info = saved["args"], DatasetInfo.from_dict(saved.get("dataset"))
+        supernet, saved = load_supernet(path)
+        a = saved["args"]
         key = (a["dataset"], a["image_size"], a["resize"])  # checkpoints of one search read its data once
         if key not in datasets:
             datasets[key] = load_dataset(a["dataset"], args.data, False, a["image_size"], a["resize"])
         train, test, _ = datasets[key]
-        supernet = build_supernet(a["B"], a["F"], a["candidates"], info.num_classes, info.image_size)
-        supernet.load_state_dict(saved["model"])
         ranks = rank_ops(supernet, BatchLoader(take(train, a["train_subset"]), 64, train=True),
                          BatchLoader(take(test, args.eval_images), 500, train=False), args.calib_batches)
         print(f"{path} (after epoch {saved['epoch']}):")
         for op, r in sorted(ranks.items(), key=lambda kv: kv[1]["loss"]):
             print(f"  {op:14s} loss {r['loss']:.4f}  acc {r['acc']:5.2f} %")
-        figures.append(preference(ranks))
+        figures.append(preference(ranks, supernet.space.parameter_free))
         print(f"param_free_minus_weighted_loss={figures[-1]:.4f}", flush=True)
     return figures
 

@@ -9,8 +9,8 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from . import nb201
-from .nb201 import EDGE_NAMES, NUM_EDGES, CellGenotype
+from .nb201 import (CELLS_PER_STAGE, EDGE_NAMES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES, SPACE_NAME,
+                    STEM_CHANNELS, CellGenotype, check_macro)
 from .nb201_net import NB201Net, make_op, stage_plan
 from .search_space import EdgeFactory, LatencyEdge, LatencyPart, SearchSpace
 from .space import SpaceError
@@ -38,17 +38,18 @@ def head_key(channels: int, size: int, num_classes: int) -> str:
 
 
 class NB201Space(SearchSpace):
-    name = nb201.SPACE_NAME
-    genotype_space = nb201.SPACE_NAME
-    primitives = nb201.PRIMITIVES
-    op_codes = nb201.OP_CODES
-    macro_defaults = {"C": nb201.STEM_CHANNELS, "N": nb201.CELLS_PER_STAGE}
+    name = SPACE_NAME
+    genotype_space = SPACE_NAME
+    primitives = PRIMITIVES
+    op_codes = OP_CODES
+    macro_defaults = {"C": STEM_CHANNELS, "N": CELLS_PER_STAGE}
     macro_help = {"C": "stem channels; the stages have C, 2C, 4C (the benchmark's: 16)",
                   "N": "cells per stage (the benchmark's: 5)"}
     baseline_op = "skip_connect"
+    parameter_free = PARAMETER_FREE
 
     def check_macro(self, macro: dict[str, int]) -> None:
-        nb201.check_macro(macro["C"], macro["N"])
+        check_macro(macro["C"], macro["N"])
 
     def decision_names(self, macro: dict[str, int]) -> list[str]:
         return list(EDGE_NAMES)

@@ -62,6 +62,7 @@ class SearchSpace:
     macro_defaults: dict[str, int] = {}
     macro_help: dict[str, str] = {}
     baseline_op: str = ""  # the op that latency tables time inside the fixed parts (costs are relative to it)
+    parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
 
     # ---- network size
     def macro(self, values: dict | None = None) -> dict[str, int]:

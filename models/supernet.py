@@ -31,10 +31,18 @@ class SuperNet(nn.Module):
         self.num_classes, self.image_size = num_classes, image_size
         names = space.decision_names(self.macro)
         self.alpha = nn.Parameter(torch.zeros(len(names), len(self.candidates)))
-        self.net = space.build_body(self.macro, lambda d, c: MixedOp([space.make_op(n, c) for n in self.candidates], d),
-                                    num_classes, image_size)
-        self._mixed = [m for m in self.net.modules() if isinstance(m, MixedOp)]
-        self._prefixes = {name: m.decision for name, m in self.net.named_modules() if isinstance(m, MixedOp)}
+        body = space.build_body(self.macro, lambda d, c: MixedOp([space.make_op(n, c) for n in self.candidates], d),
+                                num_classes, image_size)
+        # The body's children become this module's children, so that a supernet's state_dict names every
+        # weight as the derived network does (plus "alpha" and each edge's "ops.<i>"); the body itself
+        # only runs the forward (it holds nothing but those children).
+        if list(body.parameters(recurse=False)) or list(body.buffers(recurse=False)):
+            raise SpaceError(f"the {space.name} space's network holds parameters outside its child modules")
+        for name, child in body.named_children():
+            self.add_module(name, child)
+        self.__dict__["_body"] = body
+        self._mixed = [m for m in self.modules() if isinstance(m, MixedOp)]
+        self._prefixes = {name: m.decision for name, m in self.named_modules() if isinstance(m, MixedOp)}
         if {m.decision for m in self._mixed} != set(range(len(names))):
             raise SpaceError(f"the {space.name} space's network does not read every one of its {len(names)} decisions")
         if any(".ops." in f".{name}." for name in self._prefixes):
@@ -47,6 +55,11 @@ class SuperNet(nn.Module):
         # processes can check that they computed the same architectures (utils.distributed.Sync)
         self.path_digest = 0
         self._fixed: list[int] | None = None
+
+    def train(self, mode: bool = True) -> "SuperNet":
+        super().train(mode)
+        self._body.training = mode  # (not a child: nn.Module.train does not reach it)
+        return self
 
     # ---- sizes and parameters
     @property
@@ -118,7 +131,7 @@ class SuperNet(nn.Module):
             if self._fixed is None:
                 raise RuntimeError("gate mode 'fixed' needs a genotype: call SuperNet.fix(genotype) first")
             self._assign_fixed(self._fixed)
-        return self.net(x)
+        return self._body(x)
 
     @torch.no_grad()
     def rescale_sampled(self) -> None:
@@ -152,7 +165,8 @@ class SuperNet(nn.Module):
         ops = self.space.ops_of(genotype)
         missing = sorted(set(ops) - set(self.candidates))
         if missing:
-            raise SpaceError(f"genotype uses op(s) {', '.join(missing)} that this supernet does not hold")
+            raise SpaceError(f"the genotype uses op(s) {', '.join(missing)} that the supernet lacks (its candidates: "
+                             f"{', '.join(self.candidates)})")
         return [self.candidates.index(op) for op in ops]
 
     def genotype_of(self, indices: Sequence[int]):
@@ -176,7 +190,9 @@ class SuperNet(nn.Module):
         (the supernet's body and the derived network come from one builder, so names match)."""
         chosen = self.indices_of(genotype)
         out = {}
-        for key, value in self.net.state_dict().items():
+        for key, value in self.state_dict().items():
+            if key == "alpha":
+                continue
             head, sep, rest = key.partition(".ops.")
             if sep and head in self._prefixes:
                 i, _, tail = rest.partition(".")

@@ -47,6 +47,7 @@ class TreeSpace(SearchSpace):
     macro_help = {"B": "blocks per stage (paper's network: 18)",
                   "F": "final width, a multiple of 8 >= 64 (paper's network: 400)"}
     baseline_op = "identity"
+    parameter_free = ("avg_pool_3x3", "max_pool_3x3", "identity")
 
     def check_macro(self, macro: dict[str, int]) -> None:
         check_macro(macro["B"], macro["F"])

@@ -11,6 +11,7 @@ import pytest
 import genotypes
 from utils.checkpoint import save_genotype
 from utils.latency import build_table
+from models.tree_space import TREE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +49,7 @@ def test_bad_input_is_one_error_line(entry, tmp_path):
 
 def test_a_good_command_line_is_not_an_error(tmp_path):
     """The other side: a valid `utils.latency predict` call succeeds (so the check above is meaningful)."""
-    build_table(1, 64, batch_size=1, device="cpu", threads=1, warmup=0, repeats=1, progress=False).save(
+    build_table(TREE, {"B": 1, "F": 64}, batch_size=1, device="cpu", threads=1, warmup=0, repeats=1, progress=False).save(
         tmp_path / "t.json")
     g = tmp_path / "g.json"
     save_genotype(genotypes.uniform(1, 64, "sep_3x3"), g)

@@ -13,14 +13,16 @@ from utils.checkpoint import save_genotype
 from utils import latency_table as T
 from utils import objective as O
 from utils.errors import USER_ERRORS
+from models.tree_space import TREE
 
 B, F = 1, 64  # the smallest network
+MACRO = {"B": B, "F": F}
 
 
 def hand_table(B=B, F=F, candidates=PRIMITIVES, batch_size=1, seed=0) -> T.LatencyTable:
     """A table with made-up latencies for every key the space needs (identity included)."""
     g = torch.Generator().manual_seed(seed)
-    keys = T.required_keys(B, F, candidates)
+    keys = T.required_keys(TREE, {"B": B, "F": F}, candidates)
     entries = {k: {"median_ms": float(torch.rand((), generator=g)) * 2 + 0.1, "spread_ms": 0.0, "runs": 1}
                for k in keys}
     meta = {"B": B, "F": F, "candidates": list(candidates), "batch_size": batch_size, "backend": "hand",
@@ -31,24 +33,23 @@ def hand_table(B=B, F=F, candidates=PRIMITIVES, batch_size=1, seed=0) -> T.Laten
 def random_alphas(net, seed=1):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in net.mixed_ops():
-            m.alpha.copy_(torch.randn(m.alpha.shape, generator=g) * 2)
+        net.alpha.copy_(torch.randn(net.alpha.shape, generator=g) * 2)
 
 
 def formula(net, table, pairs=None):
     """E[LAT] written out edge by edge: stem + head + blocks + sum_e sum_i p_i (LUT(op_i) - LUT(identity))."""
-    plan = block_plan(net.B, net.F)
-    total = table.ms(T.stem_key()) + table.ms(T.head_key(net.F, plan[-1].out_size, 10))
+    plan = block_plan(net.macro["B"], net.macro["F"])
+    total = table.ms(T.stem_key()) + table.ms(T.head_key(net.macro["F"], plan[-1].out_size, 10))
     total = torch.tensor(total, dtype=torch.float64)
     for k, m in enumerate(net.mixed_ops()):
         spec = plan[k // EDGES_PER_CELL]
         if k % EDGES_PER_CELL == 0:
             total = total + table.ms(T.block_key(spec))
         base = table.ms(T.edge_key("identity", spec.width, spec.out_size))
-        idx = list(range(len(m.candidates))) if pairs is None else list(pairs[k])
-        p = torch.softmax(m.alpha[idx].double(), 0)
+        idx = list(range(len(net.candidates))) if pairs is None else list(pairs[k])
+        p = torch.softmax(net.alpha[m.decision, idx].double(), 0)
         for j, i in enumerate(idx):
-            total = total + p[j] * (table.ms(T.edge_key(m.candidates[i], spec.width, spec.out_size)) - base)
+            total = total + p[j] * (table.ms(T.edge_key(net.candidates[i], spec.width, spec.out_size)) - base)
     return total
 
 
@@ -76,15 +77,15 @@ def test_two_mode_only_sampled_alphas_move():
     with net.gate_mode("two"):
         net(torch.randn(2, 3, 32, 32))
         exp = model.expected(net)
-        pairs = [m.sampled for m in net.mixed_ops()]
+        pairs = list(net.sampled)
     assert all(len(p) == 2 for p in pairs)
     ref = formula(net, table, pairs)
     assert float(exp.detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
     exp.backward()
-    for m, pair in zip(net.mixed_ops(), pairs):
-        others = [i for i in range(len(m.candidates)) if i not in pair]
-        assert torch.all(m.alpha.grad[others] == 0)
-        assert m.alpha.grad[list(pair)].abs().sum() > 0
+    for d, pair in enumerate(pairs):
+        others = [i for i in range(len(net.candidates)) if i not in pair]
+        assert torch.all(net.alpha.grad[d, others] == 0)
+        assert net.alpha.grad[d, list(pair)].abs().sum() > 0
     # outside the gate_mode block the edges are back in their own mode: the full distribution
     assert float(model.expected(net).detach()) == pytest.approx(float(formula(net, table).detach()), rel=1e-5)
     assert float(model.expected(net, sampled=True).detach()) == pytest.approx(float(ref.detach()), rel=1e-5)
@@ -123,15 +124,14 @@ def test_predict_matches_expected_of_a_one_hot_supernet_and_indices():
     g = torch.Generator().manual_seed(3)
     idx = torch.randint(len(PRIMITIVES), (len(net.mixed_ops()),), generator=g)
     with torch.no_grad():
-        for m, i in zip(net.mixed_ops(), idx):
-            m.alpha.fill_(-50.0)
-            m.alpha[i] = 50.0
+        net.alpha.fill_(-50.0)
+        net.alpha[torch.arange(len(idx)), idx] = 50.0
     geno = net.derive()
     assert model.predict(geno) == pytest.approx(float(model.expected(net).detach()), rel=1e-5)
     assert model.predict_indices(idx.tolist()) == pytest.approx(model.predict(geno), rel=1e-9)
     many = model.predict_batch(torch.stack([idx, torch.full_like(idx, PRIMITIVES.index("identity"))]))
     assert many.tolist() == pytest.approx([model.predict(geno), model.fixed], rel=1e-9)
-    with pytest.raises(USER_ERRORS, match="one index per edge"):
+    with pytest.raises(USER_ERRORS, match="one index per decision"):
         model.predict_indices(idx[:-1])
     assert model.predict(genotypes.uniform(B, F, "identity")) == pytest.approx(model.fixed, rel=1e-9)
     torch.manual_seed(0)
@@ -142,15 +142,15 @@ def test_predict_matches_expected_of_a_one_hot_supernet_and_indices():
 
 def test_table_for_another_configuration_is_refused_naming_the_key():
     table = hand_table(candidates=("sep_3x3", "identity"))
-    with pytest.raises(USER_ERRORS, match=r"lacks entry 'edge:sep_5x5:c16:32x32:s1'.*built for B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match=r"lacks entry 'edge:sep_5x5:c16:32x32:s1'.*built for the tree space, B=1 F=64"):
         O.LatencyModel(table, build_supernet(B, F))  # all 7 candidates
-    with pytest.raises(USER_ERRORS, match=r"lacks entry 'block:.*built for B=1 F=64"):
-        table.check(2, 64, ("sep_3x3",))
+    with pytest.raises(USER_ERRORS, match=r"lacks entry 'block:.*built for the tree space, B=1 F=64"):
+        table.check(TREE, {"B": 2, "F": 64}, ("sep_3x3",))
     with pytest.raises(USER_ERRORS, match=r"lacks entry 'block:c64-18-72:32x32:s2'"):
-        table.check(1, 80, ("sep_3x3",))
+        table.check(TREE, {"B": 1, "F": 80}, ("sep_3x3",))
     with pytest.raises(USER_ERRORS, match="batch size 1, not 32"):
-        table.check(1, 64, ("sep_3x3",), batch_size=32)
-    table.check(1, 64, ("sep_3x3",), batch_size=1)  # the configuration it was built for
+        table.check(TREE, {"B": 1, "F": 64}, ("sep_3x3",), batch_size=32)
+    table.check(TREE, {"B": 1, "F": 64}, ("sep_3x3",), batch_size=1)  # the configuration it was built for
     with pytest.raises(USER_ERRORS, match="no entry 'edge:sep_7x7"):
         T.predict_genotype(table, genotypes.uniform(B, F, "sep_7x7"))
 
@@ -195,21 +195,21 @@ def test_latency_loss_and_reward_formulas():
 
 def test_build_table_on_cpu_and_command(tmp_path, capsys):
     cands = ("sep_3x3", "max_pool_3x3")
-    table = L.build_table(B, F, cands, batch_size=2, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
-    assert list(table.entries) == T.required_keys(B, F, cands)  # identity added as the baseline
+    table = L.build_table(TREE, MACRO, cands, batch_size=2, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
+    assert list(table.entries) == T.required_keys(TREE, MACRO, cands)  # identity added as the baseline
     assert all(e["median_ms"] > 0 and e["spread_ms"] >= 0 and e["runs"] == 3 for e in table.entries.values())
     m = table.meta
     assert (m["B"], m["F"], m["candidates"], m["batch_size"], m["threads"], m["backend"]) == \
         (B, F, list(cands), 2, 1, "cpu")
     assert m["torch_version"] == torch.__version__ and m["date"] and m["spread"] == "iqr"
-    table.check(B, F, cands, batch_size=2)
+    table.check(TREE, MACRO, cands, batch_size=2)
     out = tmp_path / "lat.json"
     args = L.get_args_parser().parse_args(
         ["build", "--device", "cpu", "--threads", "1", "--B", "1", "--F", "64", "--candidates", *cands,
          "--batch", "1", "--warmup", "0", "--repeats", "2", "--out", str(out), "--no-progress"])
     L.main(args)
     saved = T.LatencyTable.load(out)
-    assert saved.meta["batch_size"] == 1 and set(saved.entries) == set(T.required_keys(B, F, cands))
+    assert saved.meta["batch_size"] == 1 and set(saved.entries) == set(T.required_keys(TREE, MACRO, cands))
     geno = tmp_path / "g.json"
     save_genotype(genotypes.uniform(B, F, "max_pool_3x3"), geno)
     ms = L.main(L.get_args_parser().parse_args(["predict", "--table", str(out), "--genotype", str(geno)]))
@@ -220,9 +220,9 @@ def test_build_table_on_cpu_and_command(tmp_path, capsys):
 def test_build_table_onnxruntime():
     pytest.importorskip("onnxruntime")
     cands = ("avg_pool_3x3",)
-    table = L.build_table(B, F, cands, batch_size=1, device="onnxruntime", threads=1, warmup=1, repeats=2,
+    table = L.build_table(TREE, MACRO, cands, batch_size=1, device="onnxruntime", threads=1, warmup=1, repeats=2,
                           progress=False)
-    assert set(table.entries) == set(T.required_keys(B, F, cands)) | {T.SESSION_OVERHEAD_KEY}
+    assert set(table.entries) == set(T.required_keys(TREE, MACRO, cands)) | {T.SESSION_OVERHEAD_KEY}
     assert table.meta["onnxruntime_version"]
     pred = T.predict_genotype(table, genotypes.uniform(B, F, "avg_pool_3x3"))
     assert math.isfinite(pred)
@@ -231,15 +231,15 @@ def test_build_table_onnxruntime():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_refused_cleanly_without_a_gpu():
     with pytest.raises(USER_ERRORS, match="no CUDA device"):
-        L.build_table(B, F, ("identity",), device="cuda", progress=False)
+        L.build_table(TREE, MACRO, ("identity",), device="cuda", progress=False)
 
 
 def test_bad_arguments_are_user_errors():
     with pytest.raises(USER_ERRORS, match="unknown latency device"):
-        L.build_table(B, F, ("identity",), device="tpu", progress=False)
+        L.build_table(TREE, MACRO, ("identity",), device="tpu", progress=False)
     with pytest.raises(USER_ERRORS, match="unknown candidate"):
-        L.build_table(B, F, ("conv_9x9",), progress=False)
+        L.build_table(TREE, MACRO, ("conv_9x9",), progress=False)
     with pytest.raises(USER_ERRORS, match="thread count must be >= 1"):
-        L.build_table(B, F, ("identity",), threads=0, progress=False)
+        L.build_table(TREE, MACRO, ("identity",), threads=0, progress=False)
     with pytest.raises(USER_ERRORS, match="multiple of|F"):
-        T.required_keys(1, 4)
+        T.required_keys(TREE, {"B": 1, "F": 4})

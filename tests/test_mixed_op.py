@@ -4,17 +4,24 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models import MixedOp, PRIMITIVES, build_net, build_supernet
+from models import OPS, MixedOp, PRIMITIVES, build_net, build_supernet
+from models.operations import sample_paths
 from utils import train as train_utils
 from bench.profiling import random_genotype  # seeded, every op at least once
 
 
 def _mixed_op(seed: int) -> MixedOp:
+    """One tree-space edge (3 channels) and, as ``op.alpha``, the alpha row it reads (a supernet would own it)."""
     torch.manual_seed(seed)
-    op = MixedOp(3, PRIMITIVES).double().train()
-    with torch.no_grad():
-        op.alpha.normal_(0, 1)
+    op = MixedOp([OPS[name](3, 1) for name in PRIMITIVES], decision=0).double().train()
+    op.alpha = nn.Parameter(torch.randn(len(PRIMITIVES), dtype=torch.float64))
     return op
+
+
+def _gates(op: MixedOp, mode: str) -> None:
+    """What the supernet does before a forward: sample the decision's paths and hand them to the edge."""
+    sampled, active = sample_paths(op.alpha[None], mode)
+    op.set_paths(mode, sampled[0], active[0], op.alpha if mode in ("two", "full") else None)
 
 
 def _expected_alpha_grad(op: MixedOp, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -34,7 +41,7 @@ def _expected_alpha_grad(op: MixedOp, x: torch.Tensor, w: torch.Tensor) -> torch
 @pytest.mark.parametrize("mode,seed", [("two", 0), ("two", 1), ("two", 2), ("full", 0), ("full", 3)])
 def test_alpha_gradient_matches_formula(mode, seed):
     op = _mixed_op(seed)
-    op.set_mode(mode)
+    _gates(op, mode)
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64)
     w = torch.randn(2, 3, 5, 5, dtype=torch.float64)  # L = <y, w>, so dL/dy = w
     y = op(x)
@@ -68,17 +75,17 @@ def test_two_mode_update_keeps_unsampled_probabilities(seed):
             a.normal_(0, 1)
     opt = torch.optim.Adam(net.arch_parameters(), lr=0.006, betas=(0.0, 0.999))
     for _ in range(3):  # several steps, so Adam's second moment is not fresh
-        alpha_before = torch.stack([m.alpha.detach() for m in net.mixed_ops()]).clone()
+        alpha_before = net.alphas()
         p_before = torch.softmax(alpha_before, 1)
         opt.zero_grad(set_to_none=True)
         with net.gate_mode("two"):
             x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
             (net(x) * torch.randn(2, 10, dtype=torch.float64)).sum().backward()
         opt.step()
-        pairs = [list(m.sampled) for m in net.mixed_ops()]
-        stepped = torch.stack([m.alpha.detach() for m in net.mixed_ops()]).clone()
+        pairs = [list(p) for p in net.sampled]
+        stepped = net.alphas()
         net.rescale_sampled()
-        after = torch.stack([m.alpha.detach() for m in net.mixed_ops()])
+        after = net.alphas()
         p_after = torch.softmax(after, 1)
         moved = 0
         for e, S in enumerate(pairs):
@@ -95,7 +102,7 @@ def test_two_mode_update_keeps_unsampled_probabilities(seed):
 @pytest.mark.parametrize("mode", ["uniform", "sample"])
 def test_weight_modes_give_alpha_no_gradient(mode):
     op = _mixed_op(0)
-    op.set_mode(mode)
+    _gates(op, mode)
     x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
     op(x).sum().backward()
     assert op.alpha.grad is None
@@ -152,8 +159,8 @@ def _randomize(net: nn.Module) -> None:
             m.bias.normal_(0, 0.3)
         elif isinstance(m, nn.Linear):
             m.bias.normal_(0, 0.3)
-        elif isinstance(m, MixedOp):
-            m.alpha.normal_(0, 1)
+    if hasattr(net, "alpha"):
+        net.alpha.normal_(0, 1)
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +213,7 @@ def test_supernet_batched_rescale_keeps_unsampled_probabilities():
     before = net.probs()
     with net.gate_mode("two"):
         net(torch.randn(4, 3, 32, 32)).logsumexp(1).sum().backward()
-    pairs = [m.sampled for m in net.mixed_ops()]
+    pairs = net.sampled
     opt.step()
     net.rescale_sampled()
     after = net.probs()

@@ -21,6 +21,7 @@ from utils.data import CIFAR100_MEAN, DataWarning
 from utils.datasets import load_dataset
 from utils.errors import USER_ERRORS
 from utils.synthetic import write_synthetic_cifar100
+from models.tree_space import TREE
 
 CLASSES = ("cat", "dog", "fox")
 MODES = ("RGB", "L", "RGBA", "P")
@@ -185,13 +186,13 @@ def test_latency_table_for_48px_and_3_classes_predicts_measured_networks():
     from utils.latency_table import LatencyTable, predict_genotype
     errors = {}
     for size, classes in ((32, 10), (48, 3)):
-        items = table_items(1, 64, batch_size=1, num_classes=classes, image_size=size)
+        items = table_items(TREE, {"B": 1, "F": 64}, batch_size=1, num_classes=classes, image_size=size)
         x = torch.randn(1, 3, size, size)
-        nets = random_genotypes(1, 64, 4, 0.3, 0)
+        nets = random_genotypes(TREE, {"B": 1, "F": 64}, 4, 0.3, 0)
         items += [(f"net{i}", build_net(g, classes, image_size=size).eval(), x) for i, g in enumerate(nets)]
         timed = measure(items, "cpu", threads=1, warmup=2, repeats=15)
         meas = {k: timed.pop(k) for k in list(timed) if k.startswith("net")}
-        table = LatencyTable(timed, table_meta(1, 64, ("sep_3x3",), 1, "cpu", 1, 2, 15, 0.0, classes, size))
+        table = LatencyTable(timed, table_meta(TREE, {"B": 1, "F": 64}, ("sep_3x3",), 1, "cpu", 1, 2, 15, 0.0, classes, size))
         assert table.image_size == size and table.num_classes == classes
         pred = [predict_genotype(table, g, stat="cpu_median_ms") for g in nets]
         errors[size] = float(np.mean([abs(p / meas[f"net{i}"]["cpu_median_ms"] - 1) for i, p in enumerate(pred)]))

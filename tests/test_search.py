@@ -13,6 +13,7 @@ from utils.architect import Reinforce
 from utils.errors import USER_ERRORS
 from utils.objective import LatencyModel
 from utils.train import make_amp
+from models.tree_space import TREE
 
 
 
@@ -79,7 +80,7 @@ def test_candidate_subset(synthetic_data, tmp_path):
 
 
 def test_unknown_candidate_lists_valid_ones(synthetic_data, tmp_path):
-    with pytest.raises(USER_ERRORS, match=r"unknown candidate op\(s\) conv_9x9; valid ops: sep_3x3, .*identity"):
+    with pytest.raises(USER_ERRORS, match=r"unknown candidate op\(s\) conv_9x9 for the tree space; valid ops: sep_3x3, .*identity"):
         run(synthetic_data, tmp_path / "x", "--candidates", "sep_3x3", "conv_9x9")
 
 
@@ -91,7 +92,7 @@ def test_missing_data_without_download(tmp_path):
 def test_resume_with_other_B_F_is_refused(synthetic_data, tmp_path):
     run(synthetic_data, tmp_path / "run", "--stop-after", "1")
     argv_f = ["--F", "72"]
-    with pytest.raises(USER_ERRORS, match=r"checkpoint .* is for B=1 F=64 .*this run asks for B=1 F=72"):
+    with pytest.raises(USER_ERRORS, match=r"checkpoint .* is for space=tree B=1 F=64 .*this run asks for space=tree B=1 F=72"):
         run(synthetic_data, tmp_path / "run", "--resume", *argv_f)
 
 
@@ -100,12 +101,12 @@ def test_cli_prints_one_line_error(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     lines = p.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: unknown candidate op(s) nope")
+    assert len(lines) == 1 and lines[0].startswith("error: --candidates: unknown candidate op(s) nope")
 
 
 def _table(tmp_path):
     from utils.latency import build_table
-    table = build_table(1, 64, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
+    table = build_table(TREE, {"B": 1, "F": 64}, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
     table.save(tmp_path / "lat.json")
     return LatencyModel(table, build_supernet(1, 64)), tmp_path / "lat.json"
 
@@ -131,7 +132,7 @@ def test_reinforce_with_latency_reward_runs(synthetic_data, tmp_path):
 
 def test_latency_table_of_another_space_is_refused(synthetic_data, tmp_path):
     _, path = _table(tmp_path)
-    with pytest.raises(USER_ERRORS, match=r"latency table lacks entry .* needed for B=1 F=72 .*built for B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match=r"latency table lacks entry .* needed for the tree space, B=1 F=72 .*built for the tree space, B=1 F=64"):
         run(synthetic_data, tmp_path / "x", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from bench import search_quality as sq
 from models import PRIMITIVES, Genotype
+from models.tree_space import TREE
 
 
 def args_for(tmp_path, data, **over):
@@ -31,7 +32,7 @@ def test_random_genotypes_are_valid_seeded_and_uniform():
 def test_equal_latency_draws_are_within_five_percent(tmp_path):
     from utils.latency import build_table
     from utils.latency_table import predict_genotype
-    table = build_table(1, 64, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
+    table = build_table(TREE, {"B": 1, "F": 64}, batch_size=1, device="cpu", threads=1, warmup=1, repeats=3, progress=False)
     table.save(tmp_path / "lat.json")
     reference = sq.uniform_genotype(1, 64, PRIMITIVES, __import__("random").Random(0))
     a = argparse.Namespace(random=4, random_seed=3, B=1, F=64, latency_table=str(tmp_path / "lat.json"))

@@ -9,6 +9,7 @@ import torch.nn as nn
 from bench import supernet_ranking as sr
 from models import build_net, build_supernet
 from models.genotype import uniform
+from models.tree_space import TREE
 from utils.data import BatchLoader, Split
 from utils.errors import UserError
 from utils.train import evaluate, make_amp, recalibrate_bn
@@ -40,6 +41,6 @@ def test_each_op_is_scored_as_its_own_recalibrated_network():
 
 def test_preference_is_parameter_free_minus_weighted_loss():
     ranks = {"sep_3x3": {"loss": 2.0}, "sep_5x5": {"loss": 1.0}, "max_pool_3x3": {"loss": 1.2}, "identity": {"loss": 1.4}}
-    assert sr.preference(ranks) == pytest.approx(1.3 - 1.5)
+    assert sr.preference(ranks, TREE.parameter_free) == pytest.approx(1.3 - 1.5)
     with pytest.raises(UserError):
-        sr.preference({"sep_3x3": {"loss": 1.0}})
+        sr.preference({"sep_3x3": {"loss": 1.0}}, TREE.parameter_free)

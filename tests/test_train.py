@@ -319,7 +319,7 @@ def test_init_from_is_used_by_main(synthetic_data, tmp_path):
 def test_init_from_mismatch_is_a_clear_error(synthetic_data, tmp_path):
     gfile = write_genotype(tmp_path, mixed_genotype(ops=CANDS))
     search_checkpoint(tmp_path / "wide.pth", F=72)
-    with pytest.raises(USER_ERRORS, match="supernet has B=1 F=72 but the genotype being trained has B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match="the supernet is B=1 F=72 but the network being trained is B=1 F=64"):
         run(synthetic_data, tmp_path / "a", "--genotype", gfile, "--epochs", 1, "--init-from", tmp_path / "wide.pth")
     search_checkpoint(tmp_path / "few.pth", candidates=["sep_3x3", "identity"])
     with pytest.raises(USER_ERRORS, match="lacks"):

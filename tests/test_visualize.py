@@ -129,7 +129,7 @@ def test_clear_errors(tmp_path, no_dot, monkeypatch, capsys):
         viz.main(_args(tmp_path, "--checkpoint", str(tmp_path / "train.pth")))
     save_checkpoint({"kind": "search", "model": {}, "args": {"B": 1, "F": 64, "candidates": ["identity"]}},
                     tmp_path / "empty.pth")
-    with pytest.raises(USER_ERRORS, match="expected 36 alpha tensors"):
+    with pytest.raises(USER_ERRORS, match="expected an alpha of shape \\(36, 1\\)"):
         viz.main(_args(tmp_path, "--checkpoint", str(tmp_path / "empty.pth")))
     # on the command line: one line on stderr, exit status 2
     monkeypatch.setattr(sys, "argv", ["visualize_cifar.py", str(tmp_path / "x"), "--genotype", "nope.json"])

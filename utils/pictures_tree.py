@@ -57,7 +57,7 @@ def cell_graph(genotype: Genotype, block: int = 0, title: str = "", data: Datase
     """The tree cell of ``block``: split/copy/add points as nodes, each searchable edge an arrow
     labelled with its op (coloured by family) and carrying ``id`` = its edge name (EDGE_NAMES)."""
     if not 0 <= block < genotype.num_blocks:
-        raise UserError(f"--block {block} is out of range: the network has blocks 0..{genotype.num_blocks - 1}")
+        raise UserError(f"block {block} is out of range: the network has blocks 0..{genotype.num_blocks - 1}")
     spec = block_plan(genotype.B, genotype.F, data.image_size)[block]
     ops, w = genotype.ops[block], spec.width
     g = digraph("cell")

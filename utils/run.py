@@ -147,7 +147,8 @@ def refuse_existing_run(out: Path, markers: tuple[str, ...], what: str,
 
 
 def _describe(flags: dict[str, Any]) -> str:
-    return " ".join(f"{k}={' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in flags.items())
+    return " ".join(f"{k}={' '.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in flags.items()
+                    if v is not None)
 
 
 class Run:

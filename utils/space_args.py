@@ -49,15 +49,18 @@ def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | No
         owner = MACRO_FLAGS[foreign[0]]
         raise UserError(f"--{foreign[0]} sizes the {owner} space's network; this run is in the {space.name} space "
                         f"(its flags: {', '.join('--' + k for k in space.macro_defaults)})")
-    mine = {k: v for k, v in given.items() if v is not None}
-    for source, values in (("the genotype", space.genotype_macro(genotype) if genotype is not None else {}),
-                           ("the checkpoint", saved_macro or {})):
-        clash = [k for k, v in values.items() if k in mine and mine[k] != v]
+    flags = {k: v for k, v in given.items() if v is not None}
+    carried = space.genotype_macro(genotype) if genotype is not None else {}
+    saved = {k: v for k, v in (saved_macro or {}).items() if k in space.macro_defaults}
+    for (a_name, a), (b_name, b) in ((("--{k} {v}", flags), ("the genotype has {k}={v}", carried)),
+                                     (("--{k} {v}", flags), ("the checkpoint has {k}={v}", saved)),
+                                     (("the genotype has {k}={v}", carried), ("the checkpoint has {k}={v}", saved))):
+        clash = sorted(k for k in set(a) & set(b) if a[k] != b[k])
         if clash:
-            raise UserError(f"--{clash[0]} {mine[clash[0]]} but {source} has {clash[0]}={values[clash[0]]}")
-        mine = {**values, **mine}
+            k = clash[0]
+            raise UserError(f"{a_name.format(k=k, v=a[k])} but {b_name.format(k=k, v=b[k])}")
     try:
-        macro = space.macro(mine)
+        macro = space.macro({**saved, **carried, **flags})
     except ValueError as e:
         raise UserError(f"{'/'.join('--' + k for k in space.macro_defaults)}: {e}") from None
     args.space = space.name
