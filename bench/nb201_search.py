@@ -91,6 +91,8 @@ def run_search(args, seed: int, out: Path) -> float:
         search_cifar.main(search_cifar.get_args_parser().parse_args(search_argv(args, seed, out) + resume))
         spent += time.perf_counter() - t0
         save_json({"seconds": spent}, ledger)
+    if not (out / "genotype_final.json").is_file():  # e.g. --search-flags --stop-after
+        raise UserError(f"the search in {out} stopped before its last epoch; run the bench again to continue it")
     return spent / 60
 
 
@@ -148,8 +150,7 @@ def plot(path: Path, rows: list[dict], figures: dict[str, float]) -> None:
     ax.set_ylim(max(40.0, min(min(r["per_epoch"]) for r in rows) - 2), 96)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title("ProxylessNAS on NAS-Bench-201: the argmax cell, judged by the benchmark's table", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -30,6 +30,7 @@ BAD_INPUT = {
     "bench/train_throughput.py": (["--batch-size", "0"], "--batch-size"),
     "bench/ddp_search.py": (["--batch-size", "3"], "--batch-size"),
     "bench/search_quality.py": (["--random", "1", "--output", "{tmp}/out"], "--random"),
+    "bench/nb201_search.py": (["--seeds", "0", "0", "--output", "{tmp}/out"], "--seeds"),
 }
 
 

@@ -1,0 +1,77 @@
+"""bench/nb201_search.py's bookkeeping on synthetic data and a small table: every seed's final cell and
+per-epoch curve read back from the table, the summary figures, the report, and resumable stages."""
+import csv
+import itertools
+import json
+import random
+import statistics
+
+import pytest
+
+from bench import nb201_search as bench
+from models.nb201 import CellGenotype
+from utils.errors import USER_ERRORS
+
+CANDS = ["none", "skip_connect"]  # 2^6 = 64 cells: a small table covers every cell the search can find
+
+
+@pytest.fixture
+def setup(tmp_path):
+    from utils.synthetic import write_synthetic_cifar
+    write_synthetic_cifar(tmp_path / "data", per_batch=16, n_test=16, seed=0)
+    rng = random.Random(0)
+    rows = [(CellGenotype(ops).to_string(), round(rng.uniform(50, 95), 4), round(rng.uniform(20, 70), 4))
+            for ops in itertools.product(CANDS, repeat=6)]
+    with open(tmp_path / "t.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["arch", "cifar10_test_200", "cifar100_test_200"])
+        w.writerows(rows)
+    return tmp_path, {a: (c10, c100) for a, c10, c100 in rows}
+
+
+def _args(tmp_path, seeds=("0", "1"), *search_flags):
+    return bench.get_args_parser().parse_args(
+        ["--data", str(tmp_path / "data"), "--table", str(tmp_path / "t.csv"), "--output", str(tmp_path / "b"),
+         "--seeds", *seeds, "--C", "2", "--N", "1", "--train-subset", "48", "--arch-split", "16",
+         "--warmup-epochs", "1", "--epochs", "1", "--batch-size", "16", "--arch-batch-size", "16",
+         "--search-flags", "--candidates", *CANDS, "--arch-lr", "0.5", *search_flags])
+
+
+@pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
+def test_report_reads_every_seed_from_the_table_and_stages_resume(setup, monkeypatch):
+    tmp_path, table = setup
+    with pytest.raises(USER_ERRORS, match="stopped before its last epoch"):  # a stage cut short ...
+        bench.main(_args(tmp_path, ("0",), "--stop-after", "1"))
+    first = json.loads((tmp_path / "b" / "search_s0" / "bench_time.json").read_text())["seconds"]
+    figures = bench.main(_args(tmp_path))  # ... is resumed, seed 1 runs from scratch
+    report = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert [r["seed"] for r in report["seeds"]] == [0, 1]
+    for r in report["seeds"]:
+        c10, c100 = table[r["arch"]]
+        assert (r["cifar10"], r["cifar100"]) == (c10, c100) and "imagenet16" not in r
+        assert len(r["per_epoch"]) == 2  # warm-up + search epoch, one record each (resume kept the log)
+        final = CellGenotype.from_dict(json.loads((tmp_path / "b" / f"search_s{r['seed']}" / "genotype_final.json")
+                                                  .read_text()))
+        assert r["arch"] == final.to_string() and r["per_epoch"][-1] == c10
+        assert r["cifar10_percentile"] == pytest.approx(100 * sum(v[0] < c10 for v in table.values()) / 64)
+    accs = [r["cifar10"] for r in report["seeds"]]
+    assert figures["nb201_mean"] == pytest.approx(statistics.mean(accs))
+    assert figures["nb201_min"] == min(accs) and figures["nb201_std"] == pytest.approx(statistics.stdev(accs))
+    assert figures["random_mean"] == pytest.approx(statistics.mean(v[0] for v in table.values()))
+    assert figures["optimum"] == max(v[0] for v in table.values())
+    assert report["seeds"][0]["search_minutes"] > first / 60  # both invocations counted
+    md = (tmp_path / "b" / "results.md").read_text()
+    assert f"nb201_mean={figures['nb201_mean']:.4f}" in md and md.count("| 0 |") + md.count("| 1 |") == 2
+    assert (tmp_path / "b" / "nb201_search.png").read_bytes()[:4] == b"\x89PNG"
+    # a finished bench is only read again: no search runs
+    monkeypatch.setattr(bench.search_cifar, "main", lambda args: pytest.fail("a finished stage ran again"))
+    assert bench.main(_args(tmp_path)) == figures
+
+
+def test_bad_flags_are_one_error(setup):
+    tmp_path, _ = setup
+    with pytest.raises(USER_ERRORS, match="repeats"):
+        bench.main(bench.get_args_parser().parse_args(["--seeds", "1", "1"]))
+    (tmp_path / "bad.csv").write_text("arch,acc\n")
+    with pytest.raises(USER_ERRORS, match="lacks the column"):
+        bench.main(bench.get_args_parser().parse_args(["--table", str(tmp_path / "bad.csv")]))
