@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -30,6 +31,7 @@ if __package__ in (None, ""):  # run as a file (python bench/nb201_search.py): m
     sys.path.insert(0, str(ROOT))
 
 import search_cifar  # noqa: E402
+from bench import nb201_ranking  # noqa: E402
 from models.nb201 import CellGenotype  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -63,6 +65,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch-mode", choices=("two", "full"), default="two", help="gradient: sampled pair or all paths")
     g.add_argument("--arch-lr", type=float, default=None, help="Adam lr of alpha (default: the search's)")
     g.add_argument("--lr", type=float, default=0.05, help="weights' peak SGD lr")
+    p.add_argument("--ranking-cells", type=int, default=0,
+                   help="Kendall tau of the supernet's ranking of this many uniformly drawn cells against the table, "
+                        "at the end of warm-up and of the search (bench/nb201_ranking.py; 0: off)")
     g.add_argument("--search-flags", nargs=argparse.REMAINDER, default=[],
                    help="more search_cifar.py flags, e.g. --search-flags --latency-table T.json --target-latency 5 "
                         "(last on the line)")
@@ -82,18 +87,39 @@ def search_argv(args, seed: int, out: Path) -> list[str]:
 
 
 def run_search(args, seed: int, out: Path) -> float:
-    """The seed's search (run, resumed or found done); returns its wall time in minutes, all invocations."""
+    """The seed's search (run, resumed or found done); returns its wall time in minutes, all invocations.
+    With --ranking-cells, the search stops once at the end of warm-up to keep that checkpoint (warmup.pth),
+    then resumes: a resumed search continues bit for bit, so the split changes nothing but the time."""
     ledger = out / "bench_time.json"
     spent = json.loads(ledger.read_text())["seconds"] if ledger.is_file() else 0.0
-    if not (out / "genotype_final.json").is_file():
+    while not (out / "genotype_final.json").is_file():
         resume = ["--resume"] if (out / "checkpoint.pth").is_file() else []
+        split = args.ranking_cells > 0 and not resume and args.warmup_epochs > 0
         t0 = time.perf_counter()
-        search_cifar.main(search_cifar.get_args_parser().parse_args(search_argv(args, seed, out) + resume))
+        search_cifar.main(search_cifar.get_args_parser().parse_args(
+            search_argv(args, seed, out) + resume + (["--stop-after", str(args.warmup_epochs)] if split else [])))
         spent += time.perf_counter() - t0
         save_json({"seconds": spent}, ledger)
+        if not split:
+            break
+        shutil.copyfile(out / "checkpoint.pth", out / "warmup.pth")
     if not (out / "genotype_final.json").is_file():  # e.g. --search-flags --stop-after
         raise UserError(f"the search in {out} stopped before its last epoch; run the bench again to continue it")
     return spent / 60
+
+
+def ranking(args, table: NB201Table, out: Path) -> dict[str, float]:
+    """Kendall tau of the warm-up and the final supernet (cached in the stage's ranking.json)."""
+    cache = out / "ranking.json"
+    if not cache.is_file():
+        opts = argparse.Namespace(data=args.data, cells=args.ranking_cells, seed=0, eval_images=1000, calib_batches=5)
+        datasets: dict = {}
+        result = {}
+        for name, path in (("warmup", out / "warmup.pth"), ("final", out / "checkpoint.pth")):
+            r = nb201_ranking.rank_checkpoint(path, table, opts, datasets)
+            result.update({f"kendall_tau_{name}": r["kendall_tau"], f"top_cell_{name}": r["top_cell_table_acc"]})
+        save_json(result, cache)
+    return json.loads(cache.read_text())
 
 
 def seed_row(table: NB201Table, out: Path, minutes: float, seed: int) -> dict:
@@ -111,22 +137,28 @@ def seed_row(table: NB201Table, out: Path, minutes: float, seed: int) -> dict:
 def summary(table: NB201Table, rows: list[dict]) -> dict[str, float]:
     accs = [r["cifar10"] for r in rows]
     values = table.values("cifar10_test_200")
-    return {"nb201_mean": statistics.mean(accs), "nb201_min": min(accs),
-            "nb201_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-            "random_mean": statistics.mean(values), "optimum": max(values),
-            "search_minutes_mean": statistics.mean(r["search_minutes"] for r in rows)}
+    out = {"nb201_mean": statistics.mean(accs), "nb201_min": min(accs),
+           "nb201_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+           "random_mean": statistics.mean(values), "optimum": max(values),
+           "search_minutes_mean": statistics.mean(r["search_minutes"] for r in rows)}
+    for key in ("kendall_tau_warmup", "kendall_tau_final"):
+        if all(key in r for r in rows):
+            out[f"{key}_mean"] = statistics.mean(r[key] for r in rows)
+    return out
 
 
 def write_report(out: Path, args, rows: list[dict], figures: dict[str, float]) -> None:
     save_json({"settings": {k: v for k, v in vars(args).items()}, "seeds": rows, "summary": figures},
               out / "results.json")
     cols = [c for c in COLUMNS if c in rows[0]]
-    lines = ["| seed | cell | " + " | ".join(f"{c} (pct)" for c in cols) + " | minutes |",
-             "|---|---|" + "---|" * len(cols) + "---|"]
+    taus = [t for t in ("kendall_tau_warmup", "kendall_tau_final") if all(t in r for r in rows)]
+    lines = ["| seed | cell | " + " | ".join(f"{c} (pct)" for c in cols) + " | minutes |"
+             + "".join(f" {t.replace('kendall_', '')} |" for t in taus),
+             "|---|---|" + "---|" * (len(cols) + 1 + len(taus))]
     for r in rows:
         lines.append(f"| {r['seed']} | `{r['arch']}` | "
                      + " | ".join(f"{r[c]:.2f} ({r[c + '_percentile']:.1f})" for c in cols)
-                     + f" | {r['search_minutes']:.1f} |")
+                     + f" | {r['search_minutes']:.1f} |" + "".join(f" {r[t]:.3f} |" for t in taus))
     lines += [""] + [f"{k}={v:.4f}" for k, v in figures.items()]
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(out / "nb201_search.png", rows, figures)
@@ -169,6 +201,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         stage = out / f"search_s{seed}"
         minutes = run_search(args, seed, stage)
         rows.append(seed_row(table, stage, minutes, seed))
+        if args.ranking_cells:
+            rows[-1].update(ranking(args, table, stage))
         print(f"seed {seed}: {rows[-1]['arch']} cifar10={rows[-1]['cifar10']:.2f} "
               f"({rows[-1]['cifar10_percentile']:.1f} pct) in {minutes:.1f} min", flush=True)
     figures = summary(table, rows)

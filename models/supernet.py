@@ -19,12 +19,31 @@ from .search_space import SearchSpace
 from .space import SpaceError
 
 
+# "standard": the derived network's BatchNorm (scale, shift, running statistics); "plain": no affine
+# parameters and batch statistics also in eval mode, as the NAS-Bench-201 authors' weight-sharing searches
+# run their supernets: a BN layer is shared by every path through it, and neither a learned scale nor
+# running statistics of one path's activations then mislead another path.
+BN_KINDS = ("standard", "plain")
+
+
+def _plain_batchnorm(module: nn.Module) -> None:
+    """Replace every BatchNorm2d below ``module`` by one without affine parameters or running statistics."""
+    for parent in list(module.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.BatchNorm2d):
+                parent._modules[name] = nn.BatchNorm2d(child.num_features, eps=child.eps, momentum=child.momentum,
+                                                       affine=False, track_running_stats=False)
+
+
 class SuperNet(nn.Module):
     """``space``'s network of ``macro`` size, every searchable edge a MixedOp over ``candidates``."""
 
     def __init__(self, space: SearchSpace, macro: dict | None, candidates: Sequence[str] | None = None,
-                 num_classes: int = 10, image_size: int = 32):
+                 num_classes: int = 10, image_size: int = 32, bn: str = "standard"):
         super().__init__()
+        if bn not in BN_KINDS:
+            raise SpaceError(f"unknown supernet BatchNorm {bn!r}; choose one of {', '.join(BN_KINDS)}")
+        self.bn = bn
         self.space = space
         self.macro = space.macro(macro)
         self.candidates = space.check_candidates(space.primitives if candidates is None else candidates)
@@ -36,6 +55,8 @@ class SuperNet(nn.Module):
         # The body's children become this module's children, so that a supernet's state_dict names every
         # weight as the derived network does (plus "alpha" and each edge's "ops.<i>"); the body itself
         # only runs the forward (it holds nothing but those children).
+        if bn == "plain":
+            _plain_batchnorm(body)
         if list(body.parameters(recurse=False)) or list(body.buffers(recurse=False)):
             raise SpaceError(f"the {space.name} space's network holds parameters outside its child modules")
         for name, child in body.named_children():

@@ -359,3 +359,27 @@ def test_bad_space_input_is_one_line(tmp_path, argv, needle):
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:"), proc.stderr[-2000:]
     assert needle in lines[0], lines[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_plain_batchnorm_supernet_and_init_from(data, tmp_path):
+    """--supernet-bn plain: no BN scale, shift or running statistics in the supernet (batch statistics in
+    eval mode too); --init-from then takes the chosen ops' conv weights and keeps the network's own BN."""
+    import train_cifar
+    from utils.checkpoint import load_supernet
+    net = SuperNet(NB201, {"C": 4, "N": 1}, bn="plain")
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and all(not m.affine and not m.track_running_stats for m in bns)
+    assert all("running_" not in k and not k.endswith("bn.weight") for k in net.state_dict())
+    _search(data, tmp_path / "s", "--supernet-bn", "plain", "--arch-every", "1")
+    supernet, _ = load_supernet(tmp_path / "s")
+    assert supernet.bn == "plain"
+    train_cifar.main(train_cifar.get_args_parser().parse_args(
+        ["--data", str(data), "--no-download", "--no-progress", "--no-tensorboard", "--genotype",
+         str(tmp_path / "s" / "genotype_final.json"), "--C", "4", "--N", "1", "--epochs", "1", "--lr", "1e-12",
+         "--train-subset", "32", "--batch-size", "32", "--init-from", str(tmp_path / "s" / "checkpoint.pth"),
+         "--output", str(tmp_path / "t"), "--no-augment"]))
+    from utils.checkpoint import load_checkpoint
+    trained = load_checkpoint(tmp_path / "t" / "last.pth")["model"]
+    searched = supernet.derived_state_dict(genotypes.get(str(tmp_path / "s" / "genotype_final.json")))
+    convs = [k for k in searched if k.endswith("weight") and searched[k].ndim == 4]
+    assert convs and all(torch.allclose(trained[k], searched[k], atol=1e-6) for k in convs)

@@ -75,3 +75,28 @@ def test_bad_flags_are_one_error(setup):
     (tmp_path / "bad.csv").write_text("arch,acc\n")
     with pytest.raises(USER_ERRORS, match="lacks the column"):
         bench.main(bench.get_args_parser().parse_args(["--table", str(tmp_path / "bad.csv")]))
+
+
+def test_kendall_tau():
+    from bench.nb201_ranking import kendall_tau
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == 1.0
+    assert kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(4 / 6)  # 5 concordant, 1 discordant
+    # tau-b with a tie: (C - D) / sqrt((C + D + T_a) (C + D + T_b)), C=5 D=0 T_a=1 T_b=0
+    assert kendall_tau([1, 1, 2, 3], [1, 2, 3, 4]) == pytest.approx(5 / (6 * 5) ** 0.5)
+
+
+@pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
+def test_ranking_keeps_the_warmup_checkpoint_and_ranks_both(setup):
+    tmp_path, table = setup
+    args = _args(tmp_path, ("0",))
+    args.ranking_cells, args.warmup_epochs = 8, 1
+    figures = bench.main(args)
+    stage = tmp_path / "b" / "search_s0"
+    assert (stage / "warmup.pth").is_file()
+    from utils.checkpoint import load_checkpoint
+    assert load_checkpoint(stage / "warmup.pth")["epoch"] == 1 and load_checkpoint(stage)["epoch"] == 2
+    row = json.loads((tmp_path / "b" / "results.json").read_text())["seeds"][0]
+    for name in ("warmup", "final"):
+        assert -1 <= row[f"kendall_tau_{name}"] <= 1 and row[f"top_cell_{name}"] in [v[0] for v in table.values()]
+    assert figures["kendall_tau_final_mean"] == row["kendall_tau_final"]

@@ -113,7 +113,8 @@ def load_supernet(path: str | os.PathLike) -> tuple[SuperNet, dict]:
     space, macro, candidates = search_space_of(saved, str(path))
     data = DatasetInfo.from_dict(saved.get("dataset"))
     with torch.random.fork_rng(devices=[]):  # building the supernet must not move the run's RNG
-        supernet = SuperNet(space, macro, candidates, data.num_classes, data.image_size)
+        supernet = SuperNet(space, macro, candidates, data.num_classes, data.image_size,
+                            saved["args"].get("supernet_bn") or "standard")
     load_fitting(supernet, saved["model"], f"search checkpoint {path}",
                  hint="search checkpoints from before the one-tensor alpha cannot be read")
     return supernet, saved
@@ -135,7 +136,14 @@ def load_search_weights(net: torch.nn.Module, genotype, path: str | os.PathLike)
         state = supernet.derived_state_dict(genotype)
     except SpaceError as e:
         raise CheckpointError(f"{path}: {e}") from None
+    if supernet.bn == "plain":  # the supernet had no BN scale, shift or running statistics: keep the net's own
+        state = {**{k: v for k, v in net.state_dict().items() if _is_batchnorm_state(net, k)}, **state}
     load_fitting(net, state, f"search checkpoint {path}")
+
+
+def _is_batchnorm_state(net: torch.nn.Module, key: str) -> bool:
+    owner = net.get_submodule(key.rpartition(".")[0]) if "." in key else net
+    return isinstance(owner, torch.nn.modules.batchnorm._BatchNorm)
 
 
 def load_search_alphas(path: str | os.PathLike) -> tuple[torch.Tensor, list[str], SearchSpace, dict, DatasetInfo]:
