@@ -5,6 +5,7 @@ import csv
 import gzip
 import io
 import json
+import math
 import random
 import subprocess
 import sys
@@ -383,3 +384,36 @@ def test_plain_batchnorm_supernet_and_init_from(data, tmp_path):
     searched = supernet.derived_state_dict(genotypes.get(str(tmp_path / "s" / "genotype_final.json")))
     convs = [k for k in searched if k.endswith("weight") and searched[k].ndim == 4]
     assert convs and all(torch.allclose(trained[k], searched[k], atol=1e-6) for k in convs)
+
+
+@pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
+def test_resume_continues_an_nb201_search_exactly(data, tmp_path):
+    whole = _search(data, tmp_path / "whole", "--arch-every", "1")
+    _search(data, tmp_path / "cut", "--arch-every", "1", "--stop-after", "1")
+    resumed = _search(data, tmp_path / "cut", "--arch-every", "1", "--resume")
+    assert torch.equal(whole["alphas"], resumed["alphas"]) and whole["alphas"].abs().max() > 0
+
+
+@pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
+def test_bf16_reinforce_with_latency_rewards_nb201(data, tmp_path):
+    """AMP (bf16 autocast on the CPU), REINFORCE and the latency reward through the NB201 space."""
+    from utils.latency import build_table
+    build_table(NB201, {"C": 4, "N": 1}, batch_size=1, device="cpu", threads=1, warmup=0, repeats=1,
+                progress=False).save(tmp_path / "lat.json")
+    _search(data, tmp_path / "s", "--amp", "bf16", "--algo", "reinforce", "--reinforce-samples", "2", "--arch-every",
+            "1", "--latency-table", tmp_path / "lat.json", "--target-latency", "0.1")
+    last = json.loads((tmp_path / "s" / "log.jsonl").read_text().splitlines()[-1])
+    assert all(math.isfinite(last[k]) for k in ("train_loss", "arch_loss", "expected_latency_ms"))
+
+
+def test_cifar100_is_judged_by_its_column_and_other_image_sizes_build(tmp_path):
+    from utils.synthetic import write_synthetic_cifar100
+    write_synthetic_cifar100(tmp_path / "c100", n_train=96, n_test=32)
+    with pytest.warns(Warning):
+        _search(tmp_path / "c100", tmp_path / "s", "--dataset", "cifar100", "--nb201-table", TABLE, "--arch-every", "1")
+    last = json.loads((tmp_path / "s" / "log.jsonl").read_text().splitlines()[-1])
+    table = NB201Table.load(TABLE, need=("cifar100_test_200",))
+    assert last["nb201_cifar100_test"] == table.lookup(last["nb201_arch"], "cifar100_test_200")
+    assert "nb201_cifar10_test" not in last
+    net = build_net(MIXED, num_classes=3, image_size=48, macro={"C": 4, "N": 1})  # an image folder's network
+    assert net(torch.randn(2, 3, 48, 48)).shape == (2, 3)

@@ -1,15 +1,18 @@
 """test_run.py --synthetic with tiny sizes: the whole pipeline in seconds."""
 import json
 
+import pytest
+
 import genotypes
 import test_run
 
 
-def test_pipeline_end_to_end(tmp_path):
+@pytest.mark.parametrize("space", ["tree", "nb201"])
+def test_pipeline_end_to_end(tmp_path, space):
     args = test_run.get_args_parser().parse_args([
         "--synthetic", "--train-images", "80", "--arch-split", "16", "--test-images", "32",
         "--warmup-epochs", "1", "--search-epochs", "1", "--train-epochs", "1", "--batch-size", "16",
-        "--output", str(tmp_path / "run"), "--no-progress", "--device", "cpu"])
+        "--output", str(tmp_path / "run"), "--no-progress", "--device", "cpu", "--space", space])
     res = test_run.main(args)
     run = tmp_path / "run"
     g = genotypes.get(str(run / "search" / "genotype_final.json"))
@@ -20,3 +23,4 @@ def test_pipeline_end_to_end(tmp_path):
     assert max(res["export"]["max_abs_diff"].values()) <= 1e-4
     assert any(str(p).endswith("_cell.gv") for p in res["pictures"])
     assert set(res["times"]) == {"data", "search", "retrain", "visualize", "export"}
+    assert g.space == {"tree": "proxyless_cifar_tree", "nb201": "nb201"}[space]
