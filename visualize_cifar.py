@@ -23,8 +23,9 @@ import genotypes
 from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES,
                           OP_FAMILY, PRIMITIVES, STEM_CHANNELS, block_plan)
 from utils.errors import UserError, run_cli
-from utils.checkpoint import CheckpointError, load_search_alphas
+from utils.checkpoint import CheckpointError, atomic_write, atomic_write_text, load_search_alphas
 from utils.data import CIFAR10, DatasetInfo
+from utils.faults import WriteError, check_writable
 
 INSTALL_HINT = ("install Graphviz to render the pictures: apt-get install graphviz (Debian/Ubuntu), "
                 "brew install graphviz (macOS), conda install -c conda-forge graphviz (conda); "
@@ -298,16 +299,16 @@ def argmax_genotype(probs: list[list[list[float]]], candidates: list[str], B: in
 
 # ------------------------------------------------------------------ writing
 def write(graph: graphviz.Digraph, stem: Path, fmt: str, dpi: int, render: bool) -> list[Path]:
-    """Save ``stem``.gv, and render ``stem``.fmt with dot when ``render``."""
+    """Save ``stem``.gv, and render ``stem``.fmt with dot when ``render``.  dot renders into memory
+    (``pipe``) and we write the bytes, atomically: dot itself reports a full disk only as "gvwrite_no_z
+    problem" and leaves half a picture behind."""
     if fmt == "png":
         graph.attr(dpi=str(dpi))
-    gv = stem.with_name(stem.name + ".gv")
-    graph.save(gv)
+    gv = atomic_write_text(stem.with_name(stem.name + ".gv"), graph.source)
     if not render:
         return [gv]
-    out = stem.with_name(f"{stem.name}.{fmt}")
-    graphviz.render("dot", fmt, gv, outfile=out, quiet=True)
-    return [gv, out]
+    picture = graph.pipe(format=fmt, quiet=True)
+    return [gv, atomic_write(stem.with_name(f"{stem.name}.{fmt}"), lambda f: f.write(picture))]
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -351,10 +352,13 @@ def main(args: argparse.Namespace) -> list[Path]:
               "ops": ops_graph(genotype, title), **graphs}
 
     render = shutil.which("dot") is not None
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind, graph in graphs.items():
-        written += write(graph, stem.with_name(f"{stem.name}_{kind}"), args.format, args.dpi, render)
+    try:
+        check_writable(stem.parent)
+        for kind, graph in graphs.items():
+            written += write(graph, stem.with_name(f"{stem.name}_{kind}"), args.format, args.dpi, render)
+    except WriteError as e:
+        raise UserError(e.line("or choose another output_name")) from None
     for path in written:
         print(f"wrote {path}")
     if not render:

@@ -25,6 +25,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -36,6 +37,7 @@ from models.proxyless_nas import TreeNet
 from models.space import IMAGE_SIZE, NUM_CLASSES, PRIMITIVES
 from utils.device import device_name
 from utils.errors import run_cli
+from utils.faults import WriteError, check_writable
 from utils.latency_table import (BASELINE_OP, SESSION_OVERHEAD_KEY, SPREAD, LatencyError, LatencyTable, edge_key,
                                  head_key, predict_genotype, required_keys, stem_key, block_key)
 
@@ -286,10 +288,14 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
         for flag, value in (("--threads", args.threads), ("--batch", args.batch), ("--repeats", args.repeats)):
             if value is not None and value < 1:
                 raise LatencyError(f"{flag} must be >= 1, got {value}")
-        table = build_table(args.B, args.F, args.candidates, args.batch, args.device, args.threads,
-                            args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
-                            num_classes=args.num_classes, image_size=args.image_size)
-        table.save(args.out)
+        try:
+            check_writable(Path(args.out).parent)  # before the minutes of measuring
+            table = build_table(args.B, args.F, args.candidates, args.batch, args.device, args.threads,
+                                args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
+                                num_classes=args.num_classes, image_size=args.image_size)
+            table.save(args.out)
+        except WriteError as e:
+            raise LatencyError(e.line("or choose another --out")) from None
         print(f"wrote {args.out}: {len(table.entries)} entries, {args.device} ({table.meta['device_name']}), "
               f"batch {args.batch}, threads {table.meta['threads']}, image size {args.image_size}, "
               f"{args.num_classes} classes")
