@@ -25,8 +25,10 @@ def truncate_jsonl(path: str | os.PathLike, key: str, last: int) -> None:
     path = Path(path)
     if not path.exists():
         return
-    keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get(key, -1) <= last]
-    atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+    lines = path.read_text().splitlines()
+    keep = [ln for ln in lines if ln.strip() and json.loads(ln).get(key, -1) <= last]
+    if keep != lines:  # (unchanged: not rewritten, which a full disk would refuse)
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
 
 
 def format_record(record: dict[str, Any]) -> str:
