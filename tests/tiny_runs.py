@@ -1,6 +1,7 @@
 """Tiny searches and trainings on 80 synthetic images, shared by the tests that stop, break and resume
-runs (test_faults.py, test_resume_policy.py).  A plain module beside the tests: pytest puts tests/ on
-sys.path (rootdir conftest, default import mode), so ``from tiny_runs import ...`` works there."""
+runs (test_faults.py, test_resume_policy.py, test_write_faults.py, test_signals.py, test_disk_full.py).
+A plain module beside the tests: pytest puts tests/ on sys.path (rootdir conftest, default import
+mode), so ``from tiny_runs import ...`` works there."""
 import json
 from pathlib import Path
 

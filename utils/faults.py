@@ -75,7 +75,8 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
             os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)  # left only when the block failed
+        if tmp.exists():  # left only when the block failed (not unlink(missing_ok): a read-only filesystem
+            tmp.unlink()  # answers EROFS even for a file that is not there)
 
 
 class _Recording:
@@ -170,7 +171,7 @@ class StopFlag:
 
     def __init__(self, device: torch.device | str = "cpu", distributed: bool = False, every: int = 1):
         self.device, self.distributed, self.every = torch.device(device), distributed, every
-        self.signum = 0
+        self.signum = self.agreed = 0
         self.previous: dict[int, object] = {}
 
     def install(self) -> None:
@@ -200,9 +201,16 @@ class StopFlag:
             return False  # not this process alone: the others would wait for it in their next collective
         t = torch.tensor([self.signum], device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
-        self.signum = int(t)
-        return self.signum != 0
+        # kept apart from signum, which only the handler writes: a signal that arrives while this process
+        # waits in the all-reduce runs its handler after it, and must not be overwritten with the 0 sent
+        self.agreed = int(t)
+        return self.agreed != 0
+
+    @property
+    def stopped_by(self) -> int:
+        """The signal that stopped the run (another process's, under torchrun), 0 if none."""
+        return self.agreed or self.signum
 
     @property
     def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else ""
+        return signal.Signals(self.stopped_by).name if self.stopped_by else ""

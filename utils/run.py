@@ -324,7 +324,10 @@ class Guard:
         return self
 
     def __exit__(self, kind, error, traceback) -> None:
-        self.flag.restore()
+        if not (isinstance(error, Interrupted) and self.info.enabled):
+            self.flag.restore()
+        # else the handlers stay: torchrun SIGTERMs the other processes as soon as one exits, and rank 0
+        # must still print its line and exit with its own status (a torchrun process is its own CLI)
         if self.run is None:
             return
         if isinstance(error, Interrupted):
@@ -332,7 +335,7 @@ class Guard:
                     f"{error.steps} steps; " + self.how_to_continue(
                         "{checkpoint} holds epoch {epoch}: continue with: {command}",
                         "no checkpoint was written yet: start again with: {command}"))
-            raise Stopped(line if self.info.is_main else "", self.flag.signum) from None
+            raise Stopped(line if self.info.is_main else "", self.flag.stopped_by) from None
         if isinstance(error, WriteError):
             raise UserError(error.line(self.how_to_continue(
                 "then continue from epoch {epoch} ({checkpoint} holds it) with: {command}",
