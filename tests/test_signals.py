@@ -94,9 +94,9 @@ def test_ctrl_c_outside_a_run_is_one_line(monkeypatch, capsys):
 
 
 # ------------------------------------------------------------------ in this process, at an exact step
-def test_search_sigterm_mid_epoch_stops_at_the_step_and_resumes_exactly(tmp_path, monkeypatch):
+def test_search_sigterm_mid_epoch_stops_at_the_step_and_resumes(tmp_path, monkeypatch):
+    """(That the resume is bitwise an uninterrupted search: the subprocess test below.)"""
     data = write_tiny_data(tmp_path)
-    full = tiny_search(data, tmp_path / "full", "--no-tensorboard")
     out = tmp_path / "run"
     handlers = {s: signal.getsignal(s) for s in StopFlag.SIGNALS}
     signal_at_call(monkeypatch, 6, signal.SIGTERM)  # epoch 1: 4 weight steps; epoch 2's second step
@@ -112,10 +112,8 @@ def test_search_sigterm_mid_epoch_stops_at_the_step_and_resumes_exactly(tmp_path
     assert load_checkpoint(out / "checkpoint.pth")["epoch"] == 1 and len(records(out)) == 1
     assert not (out / "genotype_final.json").exists()
     monkeypatch.undo()
-    resumed = tiny_search(data, out, "--no-tensorboard", "--resume")
-    assert torch.equal(resumed["alphas"], full["alphas"]) and resumed["genotype"] == full["genotype"]
-    assert same_state(out / "checkpoint.pth", tmp_path / "full" / "checkpoint.pth")
-    assert [r["epoch"] for r in records(out)] == [1, 2, 3]
+    tiny_search(data, out, "--no-tensorboard", "--resume")
+    assert [r["epoch"] for r in records(out)] == [1, 2, 3] and (out / "genotype_final.json").exists()
 
 
 def test_training_ctrl_c_stops_and_resumes_exactly(tmp_path, monkeypatch):

@@ -18,7 +18,6 @@ import torch
 
 import export_onnx
 import genotypes
-import train_cifar
 import visualize_cifar
 from utils import checkpoint as checkpoint_mod
 from utils import faults
