@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from models.space import EDGE_NAMES
 from utils.errors import UserError, run_cli
 from utils.checkpoint import load_checkpoint, load_fitting
 from utils.data import CIFAR10, DatasetInfo
+from utils.faults import WriteError, check_writable, replacing
 from utils.device import seed_everything
 from utils.space_args import add_space_flags, resolve_space
 from utils.train import recalibrate_bn
@@ -188,13 +188,12 @@ def main(args: argparse.Namespace) -> dict:
 
     out = Path(args.output)
     t0 = time.perf_counter()
-    try:  # checked before the export's minute of work: a folder that cannot be made or written
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out.parent):
-            pass
-    except OSError as e:
-        raise UserError(f"--output {out}: cannot write there ({e.strerror or e})") from None
-    export(model, out, args.opset)
+    try:
+        check_writable(out.parent)  # before the export's minute of work: a folder that cannot be made or written
+        with replacing(out) as tmp:  # a full disk mid-export leaves no half-written model behind
+            export(model, tmp, args.opset)
+    except WriteError as e:
+        raise UserError(f"--output: {e.line('or choose another --output')}") from None
     onnx.checker.check_model(str(out), full_check=True)
     proto = onnx.load(str(out), load_external_data=False)
     opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))

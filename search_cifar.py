@@ -141,9 +141,9 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     return s
 
 
-def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, device) -> dict:
+def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, device, should_stop=None) -> dict:
     """One epoch of weight steps (warm-up: uniform paths; search: sampled paths plus an architecture
-    step every K weight steps), then the epoch's evaluation record."""
+    step every K weight steps), then the epoch's evaluation record; should_stop: train_one_epoch's."""
     t0, warm = time.perf_counter(), epoch < args.warmup_epochs
     phase_epoch, phase_len = (epoch, args.warmup_epochs) if warm else (epoch - args.warmup_epochs, args.epochs)
     arch_meter, spe = Meter(device, "architecture loss"), len(s.train_loader)
@@ -157,6 +157,7 @@ def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, devic
             lr_at=lambda step: cosine_lr(args.lr, step, phase_len * spe), first_step=phase_epoch * spe,
             step_hook=None if warm else arch_hook, grad_clip=args.grad_clip, check_every=1,
             grad_sync=(lambda params: s.sync.grads(params, "weights")) if s.info.enabled else None,
+            should_stop=should_stop,
             desc=f"epoch {epoch + 1}/{args.warmup_epochs + args.epochs} {'warm-up' if warm else 'search'}",
             progress=args.progress and s.info.is_main)
     comm = s.sync.counts()
@@ -184,14 +185,16 @@ def load_judge(args: argparse.Namespace):
 
 def main(args: argparse.Namespace) -> dict:
     check_args(args)
-    with ddp.process_group(resolve_device(args.device)) as (info, device):
-        return search(args, info, device)
+    with ddp.process_group(resolve_device(args.device)) as (info, device), \
+            scaffold.Guard("search_cifar.py", get_args_parser(), args, info, device) as guard:  # SIGTERM, full disk
+        return search(args, info, device, guard)
 
 
-def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -> dict:
+def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
+           guard: scaffold.Guard | None = None) -> dict:
     scaffold.check_world(args, info.world_size, ("batch_size", "arch_batch_size"))
     run = scaffold.Run(args, "search", "checkpoint.pth", same=("space", "B", "F", "C", "N", "candidates", "supernet_bn"),
-                       may_change=("nb201_table",), is_main=info.is_main)
+                       may_change=("nb201_table",), is_main=info.is_main, guard=guard)
     judge = load_judge(args)
     seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths
     s = build(args, device, info)
@@ -206,7 +209,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
               f"splits={s.splits[0]}/{s.splits[1]} epochs={args.warmup_epochs}+{args.epochs} run={run.out}", flush=True)
     for epoch in run.epochs(args.warmup_epochs + args.epochs):
         try:
-            record = search_epoch(s, args, epoch, device)
+            record = search_epoch(s, args, epoch, device, run.should_stop)
         except DivergenceError as e:
             log.close()
             raise run.diverged(e, epoch, "a lower --arch-lr" if e.what.startswith("arch") else "a lower --lr") from None
@@ -214,7 +217,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device) -
         if judge is not None:
             record.update(judge(genotype))
         log.write(record, extra={"genotype": genotype.to_dict()})
-        s.architect.tensorboard(log.writer, record["epoch"])
+        log.tensorboard(lambda writer: s.architect.tensorboard(writer, record["epoch"]))
         if info.is_main:
             save_genotype(genotype, run.out / "genotype.json")
         run.save({**run.state(epoch + 1, model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect),

@@ -27,7 +27,9 @@ import search_cifar
 import train_cifar
 import visualize_cifar
 from utils import data as cifar
+from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
+from utils.faults import WriteError, check_writable
 from utils.datasets import DATASETS
 from utils.run import refuse_existing_run
 from utils.space_args import add_space_flags, resolve_space
@@ -96,8 +98,8 @@ def prepare_data(args, out: Path, common: list[str], times: dict) -> Path:
 
 
 def _dump(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    with open(path, "wb") as f:
-        pickle.dump({b"data": images.reshape(len(images), -1), b"labels": labels.tolist()}, f, protocol=4)
+    atomic_write(path, lambda f: pickle.dump({b"data": images.reshape(len(images), -1), b"labels": labels.tolist()},
+                                             f, protocol=4))
 
 
 def _stage(name: str, fn, times: dict):
@@ -121,6 +123,10 @@ def main(args: argparse.Namespace) -> dict:
     net_size = ["--space", space.name] + ([] if space.name == "tree" else size[2:])  # a tree genotype carries B, F
     out = Path(args.output)
     refuse_existing_run(out, ("search", "train"), "test run", "delete it or choose another --output")
+    try:  # before the data and the stages: a folder that cannot be written is refused now
+        check_writable(out)
+    except WriteError as e:
+        raise UserError(e.line("or choose another --output")) from None
     out.mkdir(parents=True, exist_ok=True)
     common = ["--device", args.device, "--seed", str(args.seed), "--batch-size", str(args.batch_size),
               "--dataset", args.dataset] + ([] if args.progress else ["--no-progress"])

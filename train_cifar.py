@@ -167,7 +167,11 @@ def checkpoint_genotype(saved: dict, requested: str | None, path):
 def main(args: argparse.Namespace) -> dict:
     genotype, _, macro = check_args(args)
     with ddp.process_group(resolve_device(args.device)) as (info, device):
-        return eval_only(args, device, info, macro) if args.eval_only else train(args, device, info, genotype, macro)
+        if args.eval_only:
+            return eval_only(args, device, info, macro)
+        # SIGTERM, full disk; torchrun processes agree on a stop every 20 steps (each agreement: a host sync)
+        with scaffold.Guard("train_cifar.py", get_args_parser(), args, info, device, every=20) as guard:
+            return train(args, device, info, genotype, macro, guard)
 
 
 def eval_only(args, device, info: ddp.DistInfo, macro: dict) -> dict:
@@ -230,8 +234,8 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype, macro: 
     return s
 
 
-def train(args, device, info: ddp.DistInfo, genotype, macro: dict) -> dict:
-    run = scaffold.Run(args, "train", "last.pth", may_change=MAY_CHANGE, is_main=info.is_main,
+def train(args, device, info: ddp.DistInfo, genotype, macro: dict, guard: scaffold.Guard | None = None) -> dict:
+    run = scaffold.Run(args, "train", "last.pth", may_change=MAY_CHANGE, is_main=info.is_main, guard=guard,
                        check=lambda saved, path: checkpoint_genotype(saved, args.genotype, path))
     scaffold.check_world(args, info.world_size)
     seed_everything(args.seed)  # the same seed on every process: same init, batch order and drops
@@ -249,7 +253,8 @@ def train(args, device, info: ddp.DistInfo, genotype, macro: dict) -> dict:
               f"channels_last={s.channels_last} compile={args.compile} batch={args.batch_size} lr={s.base_lr:g} "
               f"epochs={args.epochs} steps/epoch={len(s.train_loader)} train={len(s.train_set)} run={run.out}",
               flush=True)
-    progress, test = args.progress and info.is_main, {"loss": float("nan"), "acc": float("nan")}
+    last = run.saved or {}  # resumed with no epoch left (results.json was not written): its last test
+    progress, test = args.progress and info.is_main, {k: last.get(f"test_{k}", float("nan")) for k in ("loss", "acc")}
     bar = tqdm(run.epochs(args.epochs), initial=run.start_epoch, total=args.epochs, desc="epochs",
                disable=not progress, dynamic_ncols=True)
     for epoch in bar:
@@ -280,7 +285,8 @@ def train_epoch(s: SimpleNamespace, args, run: scaffold.Run, info: ddp.DistInfo,
     try:
         tr = train_one_epoch(s.model, s.train_loader, s.optimizer, criterion=s.criterion, amp=s.amp,
                              lr_at=lambda step: cosine_lr(s.base_lr, step, total, warm), first_step=epoch * spe,
-                             desc=f"epoch {epoch + 1}/{args.epochs}", progress=progress)
+                             desc=f"epoch {epoch + 1}/{args.epochs}", progress=progress,
+                             should_stop=run.should_stop)
     except DivergenceError as e:
         s.log.close()
         raise run.diverged(e, epoch, "a lower --lr") from None
@@ -294,8 +300,9 @@ def train_epoch(s: SimpleNamespace, args, run: scaffold.Run, info: ddp.DistInfo,
                  "test_acc": test["acc"], "lr": tr["lr"], "images_per_s": tr["images_per_s"],
                  "epoch_time_s": time.perf_counter() - t0})
     state = {**run.state(epoch + 1, model=s.net, optimizer=s.optimizer, scaler=s.amp.scaler),
-             "genotype": genotype.to_dict(), "space": args.space, "macro": s.net.macro, "best_acc": s.best["acc"], "best_epoch": s.best["epoch"],
-             "wall_time_s": s.best["wall"], "test_acc": test["acc"]}
+             "genotype": genotype.to_dict(), "space": args.space, "macro": s.net.macro, "best_acc": s.best["acc"],
+             "best_epoch": s.best["epoch"], "wall_time_s": s.best["wall"], "test_acc": test["acc"],
+             "test_loss": test["loss"]}
     run.save(state)
     if improved:
         run.save(state, "best.pth")

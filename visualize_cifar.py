@@ -23,6 +23,7 @@ from utils import pictures_nb201, pictures_tree
 from utils.checkpoint import CheckpointError, load_search_alphas
 from utils.data import CIFAR10
 from utils.errors import UserError, run_cli
+from utils.faults import WriteError, check_writable
 from utils.pictures import INSTALL_HINT, write
 from utils.pictures_tree import FAMILY_COLOR, OP_FAMILY, OP_LABEL, cell_graph  # noqa: F401 (tests read them here)
 from utils.space_args import add_space_flags, resolve_space
@@ -94,10 +95,13 @@ def main(args: argparse.Namespace) -> list[Path]:
         stem = stem.with_suffix("")
     graphs = graphs_for(args)
     render = shutil.which("dot") is not None
-    stem.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    for kind, graph in graphs.items():
-        written += write(graph, stem.with_name(f"{stem.name}_{kind}"), args.format, args.dpi, render)
+    try:
+        check_writable(stem.parent)
+        for kind, graph in graphs.items():
+            written += write(graph, stem.with_name(f"{stem.name}_{kind}"), args.format, args.dpi, render)
+    except WriteError as e:
+        raise UserError(e.line("or choose another output_name")) from None
     for path in written:
         print(f"wrote {path}")
     if not render:

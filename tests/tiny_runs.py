@@ -1,6 +1,7 @@
 """Tiny searches and trainings on 80 synthetic images, shared by the tests that stop, break and resume
-runs (test_faults.py, test_resume_policy.py).  A plain module beside the tests: pytest puts tests/ on
-sys.path (rootdir conftest, default import mode), so ``from tiny_runs import ...`` works there."""
+runs (test_faults.py, test_resume_policy.py, test_write_faults.py, test_signals.py, test_disk_full.py).
+A plain module beside the tests: pytest puts tests/ on sys.path (rootdir conftest, default import
+mode), so ``from tiny_runs import ...`` works there."""
 import json
 from pathlib import Path
 
@@ -17,12 +18,17 @@ def write_tiny_data(root: Path) -> Path:
     return root / "data"
 
 
-def tiny_search(data, out, *flags):
-    """B=1 F=64, one warm-up + two search epochs, an architecture step every second weight step."""
-    argv = ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
+def tiny_search_argv(data, out, *flags) -> list[str]:
+    """B=1 F=64, one warm-up + two search epochs, an architecture step every second weight step
+    (flags given later win, as argparse has it)."""
+    return ["--data", str(data), "--no-download", "--arch-split", "16", "--B", "1", "--F", "64",
             "--warmup-epochs", "1", "--epochs", "2", "--batch-size", "16", "--arch-batch-size", "16",
             "--arch-every", "2", "--output", str(out), "--no-progress", "--seed", "3", *map(str, flags)]
-    return search_cifar.main(search_cifar.get_args_parser().parse_args(argv))
+
+
+def tiny_search(data, out, *flags):
+    """search_cifar.main on tiny_search_argv, in this process."""
+    return search_cifar.main(search_cifar.get_args_parser().parse_args(tiny_search_argv(data, out, *flags)))
 
 
 def tiny_train(data, out, *flags, epochs: int = 2):

@@ -17,6 +17,7 @@ from models.supernet import SuperNet
 
 from .data import DatasetInfo
 from .errors import UserError
+from .faults import replacing, write_to
 
 
 class CheckpointError(UserError):
@@ -25,19 +26,13 @@ class CheckpointError(UserError):
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """``write(f)`` into a temporary file in the same folder, flushed to disk, then renamed over ``path``:
-    a run killed mid-write leaves the previous file intact (rename within a folder is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # only left when writing failed
-    return path
+    a run killed mid-write, or a full disk, leaves the previous file intact (rename within a folder is
+    atomic).  A write the OS refuses raises WriteError naming ``path`` (utils/faults.py)."""
+    with replacing(path) as tmp, open(tmp, "wb") as f:
+        write_to(f, write)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

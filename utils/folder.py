@@ -27,6 +27,7 @@ from models.space import check_image_size
 
 from .checkpoint import atomic_write
 from .data import DataError, DataWarning, Split
+from .faults import WriteError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 RESIZE_MODES = ("square", "crop")
@@ -171,8 +172,8 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, resize_mode
     if cache:
         try:
             atomic_write(cache_file, lambda f: torch.save(saved, f))
-        except OSError as e:  # a read-only data folder: it works, only slower next time
-            warnings.warn(f"cannot write the cache {cache_file} ({e.strerror}); the next run decodes again",
+        except WriteError as e:  # a read-only or full data folder: the run works, only the next one decodes again
+            warnings.warn(f"no cache: {e.line('or ignore this: the next run decodes the images again')}",
                           DataWarning, stacklevel=2)
     return _splits(saved), _splits(saved, "eval"), classes
 

@@ -27,6 +27,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ from models.search_space import SearchSpace
 from models.space import IMAGE_SIZE, NUM_CLASSES
 from utils.device import device_name
 from utils.errors import UserError, run_cli
+from utils.faults import WriteError, check_writable
 from utils.latency_table import (SESSION_OVERHEAD_KEY, SPREAD, LatencyError, LatencyTable, edge_shapes, predict_genotype,
                                  required_keys)
 from utils.space_args import add_space_flags, resolve_space
@@ -290,10 +292,14 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
             candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
         except ValueError as e:
             raise UserError(f"--candidates: {e}") from None
-        table = build_table(space, macro, candidates, args.batch, args.device, args.threads,
-                            args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
-                            num_classes=args.num_classes, image_size=args.image_size)
-        table.save(args.out)
+        try:
+            check_writable(Path(args.out).parent)  # before the minutes of measuring
+            table = build_table(space, macro, candidates, args.batch, args.device, args.threads,
+                                args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
+                                num_classes=args.num_classes, image_size=args.image_size)
+            table.save(args.out)
+        except WriteError as e:
+            raise LatencyError(e.line("or choose another --out")) from None
         print(f"wrote {args.out}: {len(table.entries)} entries, {space.name} space {space.describe_macro(macro)}, "
               f"{args.device} ({table.meta['device_name']}), batch {args.batch}, threads {table.meta['threads']}, "
               f"image size {args.image_size}, {args.num_classes} classes")

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import graphviz
 
+from utils.checkpoint import atomic_write, atomic_write_text
+
 INSTALL_HINT = ("install Graphviz to render the pictures: apt-get install graphviz (Debian/Ubuntu), "
                 "brew install graphviz (macOS), conda install -c conda-forge graphviz (conda); "
                 "the .gv sources were written and can be rendered later with dot -Tpng FILE.gv -o FILE.png")
@@ -54,16 +56,16 @@ def table_figure(name: str, head: str, grid_rows: list[str], legend: str) -> gra
 
 
 def write(graph: graphviz.Digraph, stem: Path, fmt: str, dpi: int, render: bool) -> list[Path]:
-    """Save ``stem``.gv, and render ``stem``.fmt with dot when ``render``."""
+    """Save ``stem``.gv, and render ``stem``.fmt with dot when ``render``.  dot renders into memory
+    (``pipe``) and we write the bytes, atomically: dot itself reports a full disk only as "gvwrite_no_z
+    problem" and leaves half a picture behind."""
     if fmt == "png":
         graph.attr(dpi=str(dpi))
-    gv = stem.with_name(stem.name + ".gv")
-    graph.save(gv)
+    gv = atomic_write_text(stem.with_name(stem.name + ".gv"), graph.source)
     if not render:
         return [gv]
-    out = stem.with_name(f"{stem.name}.{fmt}")
-    graphviz.render("dot", fmt, gv, outfile=out, quiet=True)
-    return [gv, out]
+    picture = graph.pipe(format=fmt, quiet=True)
+    return [gv, atomic_write(stem.with_name(f"{stem.name}.{fmt}"), lambda f: f.write(picture))]
 
 
 def prob_range(values: list[float]) -> tuple[float, float]:

@@ -6,6 +6,9 @@
   checks its kind and the flags that may not change, and restores model, optimizers, scalers and RNG
   state; writes checkpoints atomically (rank 0 only); counts epochs with ``--stop-after``; and turns
   a diverged loss into one line that says which checkpoint still holds the last good epoch.
+* ``Guard``: around a run (the scripts' main), the faults of the machine: SIGTERM / Ctrl-C stop the run
+  at the next step boundary, and that stop or a failed write (a full disk) ends in one line with the
+  epoch, the checkpoint that holds the last good one and the command that continues it.
 
 Resume policy (one for both scripts): a resume may change where and how fast a run goes and the step
 sizes that are the remedy for a diverged run, nothing else.  RESUMABLE lists those flags; every other
@@ -14,6 +17,8 @@ flag, ``--amp`` included (bf16 changes the numbers), must be as the checkpoint's
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -28,6 +33,7 @@ from .data import DataError, DatasetInfo, Split, take
 from .datasets import DATASETS, load_dataset
 from .device import get_rng_state, set_rng_state
 from .errors import UserError
+from .faults import Interrupted, StopFlag, WriteError, check_writable
 from .train import DivergenceError
 
 # where/how fast (not what) a run computes, and the step sizes a diverged run is resumed with
@@ -158,18 +164,27 @@ class Run:
     a message of their own; ``check(saved, path)``: script-specific checks of a resumed checkpoint."""
 
     def __init__(self, args: argparse.Namespace, kind: str, checkpoint: str, *, may_change=(), same=(), check=None,
-                 is_main: bool = True):
+                 is_main: bool = True, guard: "Guard | None" = None):
         self.args, self.kind, self.is_main = args, kind, is_main
         self.out = Path(args.output)
         self.checkpoint = self.out / checkpoint
         self.saved: dict | None = None
-        self.start_epoch = self.saved_epoch = 0
+        self.start_epoch = self.saved_epoch = self.epoch = 0
+        self.last = self.checkpoint  # the file that holds saved_epoch
         self.finished = False
         self.dataset: DatasetInfo | None = None  # set by the script once the data is loaded; saved with state()
+        self.guard = guard
+        if guard is not None:
+            guard.run = self
+        if is_main:  # before any data is loaded or any epoch is run
+            try:
+                check_writable(self.out)
+            except WriteError as e:
+                raise UserError(e.line("or choose another --output")) from None
         if args.resume is None:
             refuse_existing_run(self.out, (checkpoint,), f"{kind} run")
             return
-        self.path = path = self.checkpoint if args.resume == "auto" else Path(args.resume)
+        self.path = self.last = path = self.checkpoint if args.resume == "auto" else Path(args.resume)
         self.saved = load_checkpoint(path, kind=kind)
         old, now = ({k: d.get(k) for k in same} for d in (self.saved["args"], vars(args)))
         if old != now:
@@ -187,8 +202,11 @@ class Run:
         self.start_epoch = self.saved_epoch = self.saved["epoch"]
 
     @property
-    def resume_epoch(self) -> int | None:
-        return self.start_epoch if self.saved is not None else None
+    def resume_epoch(self) -> int:
+        """The epoch the log continues from: records after it are dropped.  0 for a new run, whose folder
+        holds no checkpoint (refused otherwise) but may hold the records of an attempt that stopped
+        before its first checkpoint (a full disk): "start again" then starts a clean log."""
+        return self.start_epoch
 
     def restore(self, **stateful) -> None:
         """Load each object's state from the resumed checkpoint (same keys as ``state``), then the RNG
@@ -216,25 +234,123 @@ class Run:
         if self.is_main:
             save_checkpoint(state, self.out / name if name else self.checkpoint)
         if name is None:
-            self.saved_epoch = state["epoch"]
+            self.saved_epoch, self.last = state["epoch"], self.checkpoint
 
     def epochs(self, total: int) -> Iterator[int]:
         """Epoch indices from the resumed one to ``total``; stops early after --stop-after epochs of
         this invocation (``finished`` tells which way the loop ended)."""
         stop_after = self.args.stop_after
+        if self.guard is not None:
+            self.guard.flag.install()  # from here until the epochs end, a signal stops at a step boundary
         for n, epoch in enumerate(range(self.start_epoch, total)):
+            self.epoch = epoch
             yield epoch
             if stop_after is not None and n + 1 >= stop_after and epoch + 1 < total:
                 if self.is_main:
                     tqdm.write(f"stopping after {n + 1} epoch(s) as asked; continue with --resume")
-                return
-        self.finished = True
+                break
+        else:
+            self.finished = True
+        if self.guard is not None:
+            self.guard.flag.restore()
+
+    def should_stop(self, step: int) -> bool:
+        """train_one_epoch's ``should_stop``: whether a signal asked the run to stop before ``step``."""
+        return self.guard is not None and self.guard.flag(step)
 
     def diverged(self, error: DivergenceError, epoch: int, remedy: str) -> UserError:
         """The one line a diverged run ends with: where, which loss, and how to continue."""
         if self.saved_epoch:
-            where = (f"{self.checkpoint} still holds epoch {self.saved_epoch}: continue it with --resume and "
+            where = (f"{self.last} still holds epoch {self.saved_epoch}: continue it with --resume and "
                      f"{remedy}")
         else:
             where = f"no checkpoint was written: start again with {remedy}"
         return UserError(f"diverged in epoch {epoch + 1}: {error}; {where}")
+
+
+# ------------------------------------------------------------------ faults of the machine
+class Stopped(UserError):
+    """The line of a run that a signal stopped; the exit status is a killed process's, 128 + the signal's
+    number (143 for SIGTERM, 130 for SIGINT), so a scheduler still sees the job as stopped."""
+
+    prefix = ""
+
+    def __init__(self, line: str, signum: int):
+        super().__init__(line)
+        self.exit_code = 128 + signum
+
+
+def command_line(script: str, parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """``script`` and the flags whose values in ``args`` differ from the parser's defaults, --resume left
+    out: the command that runs this run again (built from ``args``, so it is right also when a script's
+    main is called from Python, as test_run.py does)."""
+    def plain(v):
+        return list(v) if isinstance(v, tuple) else v
+
+    words = [script]
+    for action in parser._actions:  # argparse has no public list of its actions
+        if not action.option_strings or action.dest in ("help", "resume"):
+            continue
+        value = getattr(args, action.dest, None)
+        if plain(value) == plain(parser.get_default(action.dest)):
+            continue
+        flag = max(action.option_strings, key=len)
+        if action.nargs == 0:  # store_true / store_false
+            words.append(flag)
+        else:
+            words += [flag, *map(str, value if isinstance(value, (list, tuple)) else [value])]
+    return words
+
+
+class Guard:
+    """``with Guard(script, parser, args, info, device) as guard:`` around a search or a training, with
+    ``Run(..., guard=guard)`` inside: the faults of the machine end the run with one line each.
+
+    * SIGTERM (a cluster scheduler's notice before it kills a job) and SIGINT (Ctrl-C), from the first
+      epoch to the last: train_one_epoch stops before its next step (``Run.should_stop``); every torchrun
+      process stops at the same step (``every``: how often they agree, see StopFlag) and rank 0 prints
+      ``interrupted (SIGTERM) in epoch E after S of N steps; RUN/checkpoint.pth holds epoch K: continue
+      with: python search_cifar.py ... --resume``.  Nothing of the stopped epoch is written.
+    * A WriteError (checkpoint, log.jsonl, genotype, config or results file): its line, then from which
+      epoch and with which command the run continues.
+    The signal handlers are restored on the way out."""
+
+    def __init__(self, script: str, parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 info: ddp.DistInfo, device: torch.device, every: int = 1):
+        self.script, self.parser, self.args, self.info = script, parser, args, info
+        self.flag = StopFlag(device, info.enabled, every)
+        self.run: Run | None = None  # set by Run
+
+    def __enter__(self) -> "Guard":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if not (isinstance(error, Interrupted) and self.info.enabled):
+            self.flag.restore()
+        # else the handlers stay: torchrun SIGTERMs the other processes as soon as one exits, and rank 0
+        # must still print its line and exit with its own status (a torchrun process is its own CLI)
+        if self.run is None:
+            return
+        if isinstance(error, Interrupted):
+            line = (f"interrupted ({self.flag.name}) in epoch {self.run.epoch + 1} after {error.step} of "
+                    f"{error.steps} steps; " + self.how_to_continue(
+                        "{checkpoint} holds epoch {epoch}: continue with: {command}",
+                        "no checkpoint was written yet: start again with: {command}"))
+            raise Stopped(line if self.info.is_main else "", self.flag.stopped_by) from None
+        if isinstance(error, WriteError):
+            raise UserError(error.line(self.how_to_continue(
+                "then continue from epoch {epoch} ({checkpoint} holds it) with: {command}",
+                "then start again with: {command}"))) from None
+
+    def how_to_continue(self, resume: str, again: str) -> str:
+        """``resume`` (or, before the first checkpoint, ``again``) with {checkpoint}, {epoch} and
+        {command} filled in: the file that holds the last good epoch and the command that continues."""
+        local = os.environ.get("LOCAL_WORLD_SIZE", str(self.info.world_size))
+        launch = ("python" if not self.info.enabled else f"torchrun --nproc_per_node={local}"
+                  if local == str(self.info.world_size) else "torchrun (your launch flags)")
+        command = f"{launch} {shlex.join(command_line(self.script, self.parser, self.args))}"
+        run = self.run
+        if not run.saved_epoch:
+            return again.format(command=command)
+        command += " --resume" if run.last == run.checkpoint else f" --resume {shlex.quote(str(run.last))}"
+        return resume.format(checkpoint=run.last, epoch=run.saved_epoch, command=command)

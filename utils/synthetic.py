@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import BATCHES_DIR, CIFAR100_DIR, TEST_FILES, TRAIN_FILES
+from .faults import writing
 
 
 def _synthetic(rng: np.random.Generator, n: int, colors: np.ndarray) -> tuple[np.ndarray, list[int]]:
@@ -31,17 +32,18 @@ def write_synthetic_cifar(root: str | os.PathLike, per_batch: int = 100, n_test:
     images and a test batch.  Returns the ``cifar-10-batches-py`` folder."""
     rng = np.random.default_rng(seed)
     folder = Path(root) / BATCHES_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    colors = rng.integers(40, 216, size=(10, 3))  # one palette for every file
-    for name in TRAIN_FILES + TEST_FILES:
-        data, labels = _synthetic(rng, n_test if name == "test_batch" else per_batch, colors)
-        with open(folder / name, "wb") as f:
-            pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
-                         b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}, f, protocol=4)
-    with open(folder / "batches.meta", "wb") as f:
-        pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
-                                      b"horse", b"ship", b"truck"], b"num_cases_per_batch": per_batch,
-                     b"num_vis": 3072}, f, protocol=4)
+    with writing(folder):  # a full disk: one WriteError line (test_run.py --synthetic)
+        folder.mkdir(parents=True, exist_ok=True)
+        colors = rng.integers(40, 216, size=(10, 3))  # one palette for every file
+        for name in TRAIN_FILES + TEST_FILES:
+            data, labels = _synthetic(rng, n_test if name == "test_batch" else per_batch, colors)
+            with open(folder / name, "wb") as f:
+                pickle.dump({b"batch_label": name.encode(), b"labels": labels, b"data": data,
+                             b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}, f, protocol=4)
+        with open(folder / "batches.meta", "wb") as f:
+            pickle.dump({b"label_names": [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
+                                          b"horse", b"ship", b"truck"], b"num_cases_per_batch": per_batch,
+                         b"num_vis": 3072}, f, protocol=4)
     return folder
 
 

@@ -13,6 +13,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from .errors import UserError
+from .faults import Interrupted
 
 
 @dataclass
@@ -160,10 +161,15 @@ class Meter:
 def train_one_epoch(model: nn.Module, loader, optimizer, *, criterion, amp: Amp, lr_at: Callable[[int], float],
                     first_step: int = 0, step_hook: Callable[[int], None] | None = None, grad_clip: float = 0.0,
                     desc: str = "train", progress: bool = True, check_every: int = 20,
-                    grad_sync: GradSync | None = None) -> dict[str, float]:
+                    grad_sync: GradSync | None = None,
+                    should_stop: Callable[[int], bool] | None = None) -> dict[str, float]:
     """Weight steps over one pass of ``loader``; lr_at(global step) sets the learning rate;
     step_hook(i) runs after weight step i (the search uses it for architecture steps); grad_sync
     averages the gradients over processes before each step (the data-parallel search; DDP does it itself).
+
+    should_stop(i) is asked before weight step i (a step boundary: the previous step and its hook are
+    done); True raises Interrupted, and the epoch's partial work is dropped with it (the run scaffold
+    stops there; utils/faults.py: StopFlag answers it for SIGTERM and Ctrl-C).
 
     A loss that is not finite raises DivergenceError within ``check_every`` steps (each check is one
     host sync; the search, which syncs every step anyway to sample paths, checks every step), and
@@ -173,6 +179,9 @@ def train_one_epoch(model: nn.Module, loader, optimizer, *, criterion, amp: Amp,
     start = time.perf_counter()
     bar = tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True)
     for i, (x, y) in enumerate(bar):
+        if should_stop is not None and should_stop(i):
+            bar.close()
+            raise Interrupted(i, len(loader))
         set_lr(optimizer, lr_at(first_step + i))
         loss, logits = weight_step(model, x, y, criterion, optimizer, amp, grad_clip, grad_sync)
         meter.update(loss, logits, y)
