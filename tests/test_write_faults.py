@@ -279,7 +279,7 @@ def test_export_on_a_full_disk_leaves_no_half_model(tmp_path, monkeypatch):
     monkeypatch.setattr(export_onnx, "export", export)
     target = tmp_path / "out" / "model.onnx"
     args = export_onnx.get_args_parser().parse_args(["--genotype", "proxyless_cifar", "--output", str(target)])
-    monkeypatch.setattr(export_onnx, "load_network", lambda g, c: genotypes_net())
+    monkeypatch.setattr(export_onnx, "load_network", lambda g, c, flags=None: genotypes_net())
     with pytest.raises(UserError) as e:
         export_onnx.main(args)
     assert f"--output: cannot write {target}: {REASON[errno.ENOSPC]}" in str(e.value)
