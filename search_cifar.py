@@ -48,6 +48,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--supernet-bn", choices=("standard", "plain"), default="standard",
                    help="BatchNorm of the supernet: standard (as the derived network) or plain (no affine parameters, "
                         "batch statistics always: the NAS-Bench-201 authors' searches)")
+    g.add_argument("--warmup-ops", choices=("all", "weighted"), default="all",
+                   help="which candidates the warm-up's uniform paths draw from: all, or only the ops with weights "
+                        "(parameter-free ops have nothing to learn)")
     g.add_argument("--nb201-table", default=None, metavar="CSV",
                    help="nb201: judge the argmax cell every epoch by this table (columns arch, cifar10_test_200, "
                         "cifar100_test_200; .csv or .csv.gz; the project ships nb201_table/accuracy.csv.gz)")
@@ -125,7 +128,8 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     s.valid_loader = ddp.test_loader(arch_split, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
                                      "architecture split", kw["dtype"])
     space, macro = resolve_space(args)
-    s.supernet = SuperNet(space, macro, args.candidates, data.num_classes, data.image_size, args.supernet_bn).to(
+    s.supernet = SuperNet(space, macro, args.candidates, data.num_classes, data.image_size, args.supernet_bn,
+                          args.warmup_ops).to(
         device, kw["dtype"], memory_format=torch.channels_last if kw["channels_last"] else torch.contiguous_format)
     if args.sync_bn and info.enabled:
         s.supernet = ddp.convert_sync_batchnorm(s.supernet, device)
@@ -193,7 +197,7 @@ def main(args: argparse.Namespace) -> dict:
 def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
            guard: scaffold.Guard | None = None) -> dict:
     scaffold.check_world(args, info.world_size, ("batch_size", "arch_batch_size"))
-    run = scaffold.Run(args, "search", "checkpoint.pth", same=("space", "B", "F", "C", "N", "candidates", "supernet_bn"),
+    run = scaffold.Run(args, "search", "checkpoint.pth", same=("space", "B", "F", "C", "N", "candidates", "supernet_bn", "warmup_ops"),
                        may_change=("nb201_table",), is_main=info.is_main, guard=guard)
     judge = load_judge(args)
     seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths

@@ -82,20 +82,22 @@ GATE_MODES = ("uniform", "sample", "two", "full", "argmax", "fixed")
 STOCHASTIC_MODES = ("uniform", "sample", "two", "full")
 
 
-def sample_paths(alphas: torch.Tensor, mode: str) -> tuple[list[tuple[int, ...]], list[int]]:
+def sample_paths(alphas: torch.Tensor, mode: str, uniform_over: Sequence[int] | None = None
+                 ) -> tuple[list[tuple[int, ...]], list[int]]:
     """Sample gates for E edges at once.
 
     alphas: (E, N) architecture logits (any device; read once, on the CPU, with torch's global RNG
     so that seeding and checkpointed RNG states reproduce the draw).
     Returns (sampled index tuples, active index) per edge:
-      uniform: one path uniformly (warm-up); sample: one path ~ p;
+      uniform: one path uniformly (warm-up), among ``uniform_over`` when given; sample: one path ~ p;
       two: two distinct paths ~ p, the active one by the softmax over their two alphas;
       full: all N paths, the active one ~ p.
     """
     a = alphas.detach().float().cpu()
     E, N = a.shape
     if mode == "uniform":
-        idx = torch.randint(N, (E,)).tolist()
+        pool = list(range(N)) if uniform_over is None else list(uniform_over)
+        idx = [pool[i] for i in torch.randint(len(pool), (E,)).tolist()]
         return [(i,) for i in idx], idx
     probs = torch.softmax(a, dim=1)
     if mode == "sample":

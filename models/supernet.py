@@ -24,6 +24,9 @@ from .space import SpaceError
 # run their supernets: a BN layer is shared by every path through it, and neither a learned scale nor
 # running statistics of one path's activations then mislead another path.
 BN_KINDS = ("standard", "plain")
+# which ops a warm-up (uniform gates) trains: "all" candidates, or only the "weighted" ones -- an op without
+# weights has nothing to learn, and each sampled parameter-free op is a step the convolutions miss
+WARMUP_OPS = ("all", "weighted")
 
 
 def _plain_batchnorm(module: nn.Module) -> None:
@@ -39,15 +42,21 @@ class SuperNet(nn.Module):
     """``space``'s network of ``macro`` size, every searchable edge a MixedOp over ``candidates``."""
 
     def __init__(self, space: SearchSpace, macro: dict | None, candidates: Sequence[str] | None = None,
-                 num_classes: int = 10, image_size: int = 32, bn: str = "standard"):
+                 num_classes: int = 10, image_size: int = 32, bn: str = "standard", warmup_ops: str = "all"):
         super().__init__()
         if bn not in BN_KINDS:
             raise SpaceError(f"unknown supernet BatchNorm {bn!r}; choose one of {', '.join(BN_KINDS)}")
         self.bn = bn
+        if warmup_ops not in WARMUP_OPS:
+            raise SpaceError(f"unknown warm-up ops {warmup_ops!r}; choose one of {', '.join(WARMUP_OPS)}")
         self.space = space
         self.macro = space.macro(macro)
         self.candidates = space.check_candidates(space.primitives if candidates is None else candidates)
         self.num_classes, self.image_size = num_classes, image_size
+        # "uniform" gates (warm-up) draw from these candidates only; "weighted": the ops with weights
+        weighted = [i for i, n in enumerate(self.candidates) if n not in space.parameter_free]
+        self.warmup_ops = warmup_ops
+        self.uniform_over = weighted if warmup_ops == "weighted" and weighted else None
         names = space.decision_names(self.macro)
         self.alpha = nn.Parameter(torch.zeros(len(names), len(self.candidates)))
         body = space.build_body(self.macro, lambda d, c: MixedOp([space.make_op(n, c) for n in self.candidates], d),
@@ -124,7 +133,7 @@ class SuperNet(nn.Module):
     def resample(self) -> None:
         """Sample paths for every decision at once and hand them to the edges."""
         mode, alpha = self.mode, self.alpha
-        sampled, active = sample_paths(alpha, mode)
+        sampled, active = sample_paths(alpha, mode, self.uniform_over)
         self.sampled, self.active = sampled, active
         self.path_digest = (self.path_digest * 1_000_003 + hash((tuple(sampled), tuple(active)))) % (1 << 52)
         rows = index = [None] * len(sampled)
