@@ -417,3 +417,21 @@ def test_cifar100_is_judged_by_its_column_and_other_image_sizes_build(tmp_path):
     assert "nb201_cifar10_test" not in last
     net = build_net(MIXED, num_classes=3, image_size=48, macro={"C": 4, "N": 1})  # an image folder's network
     assert net(torch.randn(2, 3, 48, 48)).shape == (2, 3)
+
+
+def test_a_small_supernet_searches_for_the_latency_of_the_benchmarks_network():
+    """NAS-Bench-201's decisions are the cell's 6 whatever C and N: a C=4, N=1 proxy supernet takes its
+    expected latency from a table of the C=8, N=2 network, cost by cost."""
+    from utils.latency import build_table
+    from utils.objective import LatencyModel
+    table = build_table(NB201, {"C": 8, "N": 2}, batch_size=1, device="cpu", threads=1, warmup=0, repeats=1,
+                        progress=False)
+    proxy = SuperNet(NB201, {"C": 4, "N": 1})
+    model = LatencyModel(table, proxy)
+    assert model.macro == {"C": 8, "N": 2}
+    with torch.no_grad():
+        proxy.alpha.fill_(-60.0)
+        proxy.alpha[torch.arange(6), [PRIMITIVES.index(op) for op in MIXED.ops]] = 60.0
+    from utils.latency_table import predict_genotype
+    assert float(model.expected(proxy).detach()) == pytest.approx(predict_genotype(table, MIXED), rel=1e-6)
+    assert model.predict(MIXED) == pytest.approx(predict_genotype(table, MIXED), rel=1e-12)

@@ -11,6 +11,7 @@ from models import build_supernet
 import search_cifar
 from utils.architect import Reinforce
 from utils.errors import USER_ERRORS
+from utils.latency_table import LatencyTable, predict_genotype
 from utils.objective import LatencyModel
 from utils.train import make_amp
 from models.tree_space import TREE
@@ -130,10 +131,18 @@ def test_reinforce_with_latency_reward_runs(synthetic_data, tmp_path):
     assert not torch.allclose(res["alphas"], torch.zeros_like(res["alphas"]))
 
 
-def test_latency_table_of_another_space_is_refused(synthetic_data, tmp_path):
-    _, path = _table(tmp_path)
-    with pytest.raises(USER_ERRORS, match=r"latency table lacks entry .* needed for the tree space, B=1 F=72 .*built for the tree space, B=1 F=64"):
-        run(synthetic_data, tmp_path / "x", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
+def test_latency_table_of_another_network_is_refused_unless_its_decisions_agree(synthetic_data, tmp_path):
+    _, path = _table(tmp_path)  # B=1 F=64
+    with pytest.raises(USER_ERRORS, match=r"latency table's network \(B=1 F=64\) has 36 decisions, the supernet "
+                                          r"\(B=2 F=64\) 72"):
+        run(synthetic_data, tmp_path / "x", "--B", "2", "--latency-table", str(path), "--target-latency", "1")
+    # a narrower or wider supernet with the same decisions is a proxy: it searches for the table's network
+    run(synthetic_data, tmp_path / "y", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
+    table = LatencyTable.load(path)
+    final = genotypes.get(str(tmp_path / "y" / "genotype_final.json"))
+    last = json.loads((tmp_path / "y" / "log.jsonl").read_text().splitlines()[-1])
+    as_f64 = genotypes.Genotype(1, 64, final.ops)
+    assert last["argmax_latency_ms"] == pytest.approx(predict_genotype(table, as_f64), rel=1e-9)
 
 
 def test_reinforce_moves_probability_to_the_clearly_better_op():

@@ -17,15 +17,25 @@ from utils.latency_table import LatencyError, LatencyTable, edge_costs, fixed_ms
 class LatencyModel:
     """Expected latency of a supernet, differentiable in its alpha, and predictions for genotypes.
 
+    The latency is that of the network the table was built for (its space and size): the supernet may be a
+    smaller proxy of it, as long as both have the same decisions (NAS-Bench-201: always the cell's 6, so a
+    C=8, N=1 supernet can search for the latency of the benchmark's C=16, N=5 network).
+
     ``costs``: (decisions, N) ms per decision and candidate (supernet order, relative to the baseline),
     ``fixed``: ms.
     """
 
     def __init__(self, table: LatencyTable, supernet, stat: str = "median_ms"):
         self.table, self.stat = table, stat
-        self.space, self.macro = supernet.space, dict(supernet.macro)
+        self.space, self.supernet_macro = supernet.space, dict(supernet.macro)
+        self.macro = dict(table.macro) if table.space is supernet.space else dict(supernet.macro)
         self.candidates = tuple(supernet.candidates)
         self.num_classes, self.image_size = supernet.num_classes, supernet.image_size
+        decisions = (len(self.space.decision_names(self.macro)), len(self.space.decision_names(self.supernet_macro)))
+        if decisions[0] != decisions[1]:
+            raise LatencyError(f"the latency table's network ({self.space.describe_macro(self.macro)}) has "
+                               f"{decisions[0]} decisions, the supernet ({self.space.describe_macro(self.supernet_macro)}) "
+                               f"{decisions[1]}: build a table for the supernet's size")
         table.check(self.space, self.macro, self.candidates, num_classes=self.num_classes, image_size=self.image_size)
         self.fixed = fixed_ms(table, self.space, self.macro, self.num_classes, stat, self.image_size)
         self.costs = edge_costs(table, self.space, self.macro, self.candidates, stat, self.image_size)
@@ -41,9 +51,10 @@ class LatencyModel:
         """(decisions, N) the distribution each decision's latency is averaged over; differentiable in
         alpha: the sampled pair's two-way softmax where the last forward sampled pairs and the supernet is
         in "two" mode (sampled=None) or wherever pairs were sampled (sampled=True), else all N."""
-        if supernet.space is not self.space or supernet.macro != self.macro or tuple(supernet.candidates) != self.candidates:
+        if (supernet.space is not self.space or supernet.macro != self.supernet_macro
+                or tuple(supernet.candidates) != self.candidates):
             raise LatencyError(f"this LatencyModel was built for another supernet ({self.space.name} space "
-                               f"{self.space.describe_macro(self.macro)} candidates={','.join(self.candidates)})")
+                               f"{self.space.describe_macro(self.supernet_macro)} candidates={','.join(self.candidates)})")
         alpha = supernet.alpha
         pairs = supernet.sampled
         use_pairs = pairs is not None and (sampled or (sampled is None and supernet.mode == "two"))
@@ -61,8 +72,10 @@ class LatencyModel:
         return self.fixed + (p * self._costs(p.device, p.dtype)).sum()
 
     def predict(self, genotype) -> float:
-        """Latency (ms) of a derived network; any genotype whose entries the table holds (a NAS-Bench-201
-        cell in this model's network size)."""
+        """Latency (ms) of the table's network with ``genotype``'s ops (a genotype of the proxy supernet is
+        put into the table's network size)."""
+        if getattr(genotype, "space", None) == self.space.genotype_space:
+            genotype = self.space.genotype_from_ops(self.space.ops_of(genotype), self.macro)
         return predict_genotype(self.table, genotype, self.num_classes, self.stat, self.image_size, self.macro)
 
     def predict_indices(self, indices) -> float:
