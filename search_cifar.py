@@ -40,6 +40,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("search data")
     g.add_argument("--arch-split", type=scaffold.count_or_fraction, default=cifar.ARCH_SPLIT,
                    help="training images held out for alpha: a count (5000) or a fraction (paper: 0.1 = 5000 of 50,000)")
+    g.add_argument("--eval-images", type=int, default=None, metavar="N",
+                   help="the epoch's evaluation (sampled and argmax networks) on a fixed subset of N images of the "
+                        "architecture split (default: all of it); a short search's time goes there otherwise")
     add_space_flags(p)
     g = p.add_argument_group("search space (candidates, judge)")
     g.add_argument("--candidates", nargs="+", default=None, metavar="OP",
@@ -101,6 +104,8 @@ def check_args(args: argparse.Namespace) -> None:
     if args.nb201_table is not None and space.name != "nb201":
         raise UserError(f"--nb201-table judges NAS-Bench-201 cells; this search is in the {space.name} space")
     small = [n for n in ("epochs", "batch_size", "arch_batch_size", "arch_every", "reinforce_samples") if getattr(args, n) < 1]
+    if args.eval_images is not None and args.eval_images < 1:
+        small.append("eval_images")
     for ok, msg in ((not small, f"--{small[0].replace('_', '-')} must be >= 1" if small else ""),
                     (args.warmup_epochs >= 0, "--warmup-epochs must be >= 0"),
                     ((args.latency_table is None) == (args.target_latency is None),
@@ -125,7 +130,8 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
                                        augment=args.augment, name="weights split", **shard)
     s.arch_loader = cifar.BatchLoader(arch_split, args.arch_batch_size // info.world_size, train=True, augment=False,
                                       name="architecture split", **shard)  # reshuffled, not augmented
-    s.valid_loader = ddp.test_loader(arch_split, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
+    evaluated = arch_split if args.eval_images is None else cifar.take(arch_split, args.eval_images)
+    s.valid_loader = ddp.test_loader(evaluated, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
                                      "architecture split", kw["dtype"])
     space, macro = resolve_space(args)
     s.supernet = SuperNet(space, macro, args.candidates, data.num_classes, data.image_size, args.supernet_bn,

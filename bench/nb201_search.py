@@ -56,6 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--N", type=int, default=1, help="cells per stage of the supernet")
     g.add_argument("--train-subset", type=int, default=15000, help="training images (weights + alpha)")
     g.add_argument("--arch-split", default="5000", help="images of the subset that train alpha")
+    g.add_argument("--eval-images", type=int, default=None,
+                   help="the search's per-epoch evaluation on this many images of the alpha split (default: all)")
     g.add_argument("--warmup-epochs", type=int, default=10, help="weights-only epochs with uniform paths")
     g.add_argument("--epochs", type=int, default=15, help="search epochs after warm-up")
     g.add_argument("--batch-size", type=int, default=64, help="weight-step batch")
@@ -83,6 +85,8 @@ def search_argv(args, seed: int, out: Path) -> list[str]:
             "--arch-mode", args.arch_mode, "--lr", str(args.lr)]
     if args.arch_lr is not None:
         argv += ["--arch-lr", str(args.arch_lr)]
+    if args.eval_images is not None:
+        argv += ["--eval-images", str(args.eval_images)]
     return argv + list(args.search_flags)
 
 
