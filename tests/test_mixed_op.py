@@ -8,6 +8,7 @@ from models import OPS, MixedOp, PRIMITIVES, build_net, build_supernet
 from models.operations import sample_paths
 from utils import train as train_utils
 from bench.profiling import random_genotype  # seeded, every op at least once
+from tiny_runs import randomize
 
 
 def _mixed_op(seed: int) -> MixedOp:
@@ -148,26 +149,11 @@ def test_weight_step_touches_only_sampled_paths():
     assert idle_with_momentum > 0  # some unsampled paths had momentum and still did not move
 
 
-@torch.no_grad()
-def _randomize(net: nn.Module) -> None:
-    """Random BN statistics and affine weights, so a wrong weight mapping shows in the output."""
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.3)
-        elif isinstance(m, nn.Linear):
-            m.bias.normal_(0, 0.3)
-    if hasattr(net, "alpha"):
-        net.alpha.normal_(0, 1)
-
-
 @pytest.fixture(scope="module")
 def random_supernet():
     torch.manual_seed(0)
     net = build_supernet(1, 64)
-    _randomize(net)
+    randomize(net)
     return net.eval()
 
 

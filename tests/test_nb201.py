@@ -22,6 +22,7 @@ from models.nb201_space import NB201
 from models.operations import MixedOp
 from utils.errors import USER_ERRORS
 from utils.nb201_table import NB201Table
+from tiny_runs import randomize
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "nb201_table" / "accuracy.csv.gz"
@@ -103,22 +104,10 @@ def test_json_with_wrong_content_is_refused(tmp_path):
 
 
 # ------------------------------------------------------------------ the supernet
-@torch.no_grad()
-def _randomize(net: nn.Module) -> None:
-    """Random BN statistics and affine weights, so that a wrong weight mapping shows in the output."""
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.normal_(0, 0.3)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.3)
-    net.alpha.normal_(0, 1)
-
-
 def test_fixed_and_argmax_supernet_equal_the_derived_network():
     torch.manual_seed(0)
     supernet = SuperNet(NB201, {"C": 4, "N": 2})
-    _randomize(supernet)
+    randomize(supernet)
     supernet.eval()
     x = torch.randn(3, 3, 32, 32)
     for genotype, mode in ((MIXED, "fixed"), (supernet.derive(), "argmax")):

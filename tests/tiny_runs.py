@@ -1,9 +1,13 @@
 """Tiny searches and trainings on 80 synthetic images, shared by the tests that stop, break and resume
 runs (test_faults.py, test_resume_policy.py, test_write_faults.py, test_signals.py, test_disk_full.py).
 A plain module beside the tests: pytest puts tests/ on sys.path (rootdir conftest, default import
-mode), so ``from tiny_runs import ...`` works there."""
+mode), so ``from tiny_runs import ...`` works there.  Also ``randomize``: weights that make a wrong
+supernet -> derived-network mapping visible (test_mixed_op.py, test_nb201.py)."""
 import json
 from pathlib import Path
+
+import torch
+import torch.nn as nn
 
 import genotypes
 import search_cifar
@@ -43,3 +47,19 @@ def tiny_train(data, out, *flags, epochs: int = 2):
 def records(out):
     """The run's log.jsonl as a list of dicts."""
     return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+@torch.no_grad()
+def randomize(net: nn.Module) -> None:
+    """Random BN statistics and affine weights, linear biases and alpha, so that a wrong weight mapping
+    (supernet -> derived network) shows in the output."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.normal_(0, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.uniform_(0.5, 1.5)
+            m.bias.normal_(0, 0.3)
+        elif isinstance(m, nn.Linear):
+            m.bias.normal_(0, 0.3)
+    if hasattr(net, "alpha"):
+        net.alpha.normal_(0, 1)
