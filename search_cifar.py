@@ -85,9 +85,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("latency (hardware-aware search)")
     g.add_argument("--latency-table", default=None, help="latency table JSON (python -m utils.latency build ...)")
     g.add_argument("--target-latency", type=float, default=None, help="target latency T in ms")
-    g.add_argument("--latency-loss", choices=("add", "mul"), default="add",
-                   help="add: CE + lambda*(E[LAT]-T)/T; mul: CE*(E[LAT]/T)^beta")
-    g.add_argument("--latency-lambda", type=float, default=0.1, help="lambda of the add loss")
+    g.add_argument("--latency-loss", choices=("add", "mul", "hinge"), default="add",
+                   help="add: CE + lambda*(E[LAT]-T)/T; mul: CE*(E[LAT]/T)^beta; hinge: CE + lambda*max(0, E[LAT]/T-1) "
+                        "(T as a budget: no pull below it)")
+    g.add_argument("--latency-lambda", type=float, default=0.1, help="lambda of the add and hinge losses")
     g.add_argument("--latency-beta", type=float, default=0.6, help="beta of the mul loss")
     g.add_argument("--reward-w", type=float, default=-0.07,
                    help="reinforce: reward = acc * (LAT/T)^w, w <= 0 (MnasNet's value)")

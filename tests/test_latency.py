@@ -183,7 +183,11 @@ def test_latency_loss_and_reward_formulas():
     assert float(O.latency_loss(ce, e, 10.0, "mul", beta=0.6).detach()) == pytest.approx(1.5 * 1.2 ** 0.6)
     O.latency_loss(ce, e, 10.0, "mul").backward()
     assert float(e.grad) > 0  # slower costs more
-    with pytest.raises(USER_ERRORS, match="add or mul"):
+    assert float(O.latency_loss(ce, e, 10.0, "hinge", lam=0.5).detach()) == pytest.approx(1.5 + 0.5 * 0.2)
+    fast = torch.tensor(8.0, requires_grad=True)  # within the budget: no latency term, no gradient
+    hinge = O.latency_loss(ce, fast, 10.0, "hinge", lam=0.5)
+    assert float(hinge.detach()) == 1.5 and torch.autograd.grad(hinge, fast)[0] == 0
+    with pytest.raises(USER_ERRORS, match="add, mul or hinge"):
         O.latency_loss(ce, e, 10.0, "pow")
     with pytest.raises(USER_ERRORS, match="> 0"):
         O.latency_loss(ce, e, 0.0)

@@ -38,7 +38,7 @@ class LatencyTerm:
 
     model: LatencyModel
     target: float  # T, ms
-    kind: str = "add"  # "add": CE + lam (E[LAT]-T)/T; "mul": CE (E[LAT]/T)^beta
+    kind: str = "add"  # "add": CE + lam (E[LAT]-T)/T; "mul": CE (E[LAT]/T)^beta; "hinge": CE + lam max(0, E[LAT]/T-1)
     lam: float = 0.1
     beta: float = 0.6
     w: float = -0.07  # REINFORCE: reward = acc (LAT/T)^w

@@ -100,16 +100,19 @@ class LatencyModel:
 # ------------------------------------------------------------------ losses and rewards
 def latency_loss(ce: torch.Tensor, expected_ms: torch.Tensor, target_ms: float, kind: str = "add",
                  lam: float = 0.1, beta: float = 0.6) -> torch.Tensor:
-    """add: CE + lam * (E[LAT] - T) / T;  mul: CE * (E[LAT] / T) ** beta.
-    (The official code's mul variant is CE * (log E[LAT] / log T) ** beta; the issue asks for the ratio
-    of latencies, which does not depend on the unit of time.)"""
+    """add: CE + lam * (E[LAT] - T) / T;  mul: CE * (E[LAT] / T) ** beta;  hinge: CE + lam * max(0, E[LAT] / T - 1).
+    (The official code's mul variant is CE * (log E[LAT] / log T) ** beta; we use the ratio of latencies,
+    which does not depend on the unit of time.)  add and mul reward every saved millisecond, also below the
+    target; hinge treats T as a budget: no pull at all once the expected latency is within it."""
     if not target_ms > 0:
         raise LatencyError(f"the target latency must be > 0 ms, got {target_ms}")
     if kind == "add":
         return ce + lam * (expected_ms - target_ms) / target_ms
     if kind == "mul":
         return ce * (expected_ms / target_ms) ** beta
-    raise LatencyError(f"unknown latency loss {kind!r}; choose add or mul")
+    if kind == "hinge":
+        return ce + lam * torch.clamp(expected_ms / target_ms - 1.0, min=0.0)
+    raise LatencyError(f"unknown latency loss {kind!r}; choose add, mul or hinge")
 
 
 def reinforce_reward(acc: float, latency_ms: float, target_ms: float, w: float) -> float:
