@@ -90,6 +90,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "(T as a budget: no pull below it)")
     g.add_argument("--latency-lambda", type=float, default=0.1, help="lambda of the add and hinge losses")
     g.add_argument("--latency-beta", type=float, default=0.6, help="beta of the mul loss")
+    g.add_argument("--latency-stat", choices=("median_ms", "cpu_median_ms", "min_ms"), default="median_ms",
+                   help="which statistic of the table's entries is the latency: the wall-clock median, or the process "
+                        "CPU time (a one-thread table measured on a machine shared with other jobs)")
     g.add_argument("--reward-w", type=float, default=-0.07,
                    help="reinforce: reward = acc * (LAT/T)^w, w <= 0 (MnasNet's value)")
     return p
@@ -145,7 +148,7 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     s.amp, s.criterion = make_amp(device, args.amp), nn.CrossEntropyLoss()
     latency = None if args.latency_table is None else LatencyTerm.from_table(
         args.latency_table, s.supernet, args.target_latency, kind=args.latency_loss, lam=args.latency_lambda,
-        beta=args.latency_beta, w=args.reward_w)
+        beta=args.latency_beta, w=args.reward_w, stat=args.latency_stat)
     s.architect = Architect(s.supernet, make_amp(device, args.amp), s.criterion, lr=args.arch_lr, eps=args.arch_eps,
                             betas=tuple(args.arch_betas), algo=args.algo, mode=args.arch_mode, latency=latency,
                             samples=args.reinforce_samples, baseline_decay=args.baseline_decay, sync=s.sync)

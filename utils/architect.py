@@ -52,9 +52,11 @@ class LatencyTerm:
         return reinforce_reward(acc, self.model.predict_active(supernet), self.target, self.w)
 
     @classmethod
-    def from_table(cls, path, supernet, target: float, **settings) -> "LatencyTerm":
-        """Load a latency table file, check that it covers the supernet's space, and model it."""
-        return cls(LatencyModel(LatencyTable.load(path), supernet), target, **settings)
+    def from_table(cls, path, supernet, target: float, kind: str = "add", lam: float = 0.1, beta: float = 0.6,
+                   w: float = -0.07, stat: str = "median_ms") -> "LatencyTerm":
+        """Load a latency table file, check that it covers the supernet's decisions, and model it (``stat``: the
+        entries' statistic, e.g. "cpu_median_ms" for a one-thread table measured on a shared machine)."""
+        return cls(LatencyModel(LatencyTable.load(path), supernet, stat), target, kind, lam, beta, w)
 
     def record(self, supernet) -> dict[str, float]:
         """For the epoch log: the expected latency of the sampling distribution and the argmax latency."""
