@@ -28,6 +28,7 @@ BAD_INPUT = {
     "bench/latency_predictor.py": (["--B", "0"], "B (blocks per stage)"),
     "bench/train_throughput.py": (["--batch-size", "0"], "--batch-size"),
     "bench/ddp_search.py": (["--batch-size", "3"], "--batch-size"),
+    "bench/export_time.py": (["--random", "0", "64"], "--random B F"),
     "bench/search_quality.py": (["--random", "1", "--output", "{tmp}/out"], "--random"),
 }
 
