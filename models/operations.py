@@ -133,15 +133,22 @@ class _BinaryGate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         alpha, pair, diff = ctx.saved_tensors
-        # accumulate in at least float32 (half-precision activations under AMP), in float64 for a
-        # float64 model
-        acc = torch.promote_types(alpha.dtype, torch.float32)
-        p = torch.softmax(alpha.detach()[pair].to(acc), dim=0)
-        d = p[0] * p[1] * (grad_y.to(acc) * diff.to(acc)).sum()
-        grad_alpha = torch.zeros_like(alpha, dtype=acc)
+        # Finite by construction (for a finite alpha), whatever the activations' precision (bf16 under AMP):
+        # in float64 no product or sum of finite float32/bf16 values overflows (float32 did: two 3e19s
+        # square past its range), and the result is clamped into alpha's range.
+        g, o = grad_y.double(), diff.double()
+        # where the two paths agree the gate does not change y: no term, even where dL/dy is inf (inf*0 = nan)
+        inner = torch.where(o == 0, 0.0, g * o).sum()
+        # a nan or inf left means dL/dy or a path output is not finite: no usable estimate, so this edge
+        # skips the step (as GradScaler skips a step with non-finite gradients); no host sync
+        inner = torch.where(torch.isfinite(inner), inner, 0.0)
+        p = torch.softmax(alpha.detach()[pair].double(), dim=0)
+        big = torch.finfo(alpha.dtype).max
+        d = (p[0] * p[1] * inner).clamp(-big, big).to(alpha.dtype)
+        grad_alpha = torch.zeros_like(alpha)
         grad_alpha[pair[0]] = d
         grad_alpha[pair[1]] = -d
-        return grad_alpha.to(alpha.dtype), grad_y, None, None
+        return grad_alpha, grad_y, None, None
 
 
 class MixedOp(nn.Module):
