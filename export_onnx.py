@@ -136,8 +136,8 @@ def export_torchscript(model: nn.Module, path: Path, opset: int | None) -> None:
         # notes that it does not fold it; onnxruntime folds such constants when it loads the graph
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
         torch.onnx.export(model, (_example(model),), str(path), dynamo=False, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=opset)
+                          output_names=[OUTPUT_NAME], opset_version=opset,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
 
 
 def export_dynamo(model: nn.Module, path: Path, opset: int | None, optimize: bool = True) -> None:

@@ -66,7 +66,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="headline clock: process CPU time (one thread; robust to other jobs) or wall clock")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per table entry / network")
     p.add_argument("--repeats", type=int, nargs="+", default=None,
-                   help="timed runs per table entry / network: one value, or one per batch size (default: 50 at batch 1, 10 above)")
+                   help="timed runs per table entry / network: one, or one per batch size (50 at batch 1, 10 above)")
     p.add_argument("--min-run-ms", type=float, default=0.0, help="a timed run repeats a call until it lasts this long")
     p.add_argument("--concentration", type=float, default=0.3, help="Dirichlet concentration of a network's op mix")
     p.add_argument("--seed", type=int, default=0, help="seed of the random networks and inputs")
