@@ -1,13 +1,22 @@
-"""The binary gate's alpha gradient is finite by construction: it equals a float64 reference for ordinary
-bf16 inputs (bf16 autocast), and an input that leaves no usable estimate (a nan or inf in dL/dy or in the
-path difference, inf * 0, products past float32's range) skips the edge (a zero gradient) instead of
+"""A bf16 search that cannot go non-finite.
+
+The cause (bench/bf16_stress.py): on the CPU, oneDNN computed the weight gradient of the dilated depthwise
+convolution (dil_sep_3x3) wrongly in bf16 channels_last, the dil_sep_3x3 weights blew up (~1e26), and
+their outputs, as the gate's other path, made the gate gradient nan or inf.  models.operations'
+DilatedDepthwiseConv avoids that kernel; its weight gradient is checked here against float64.
+
+The binary gate's alpha gradient is finite by construction: it equals a float64 reference for ordinary
+bf16 inputs, and an input that leaves no usable estimate (a nan or inf in dL/dy or in the path
+difference, inf * 0, products past float32's range) skips the edge (a zero gradient) instead of
 returning nan or inf, which Adam turns into a nan alpha.  Each of these cases failed before the guard."""
 import math
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
-from models.operations import _BinaryGate
+from models.operations import SepConv, _BinaryGate
 
 PAIR = (2, 5)
 ALPHA = torch.tensor([0.0, 0.3, -0.2, 0.1, 0.0, 0.5, -1.0])
@@ -71,3 +80,20 @@ def test_float64_model_keeps_float64():
     alpha = ALPHA.double()
     got, _ = gate_grad(g, o, alpha)
     assert check_pair(got, alpha) == pytest.approx(reference(g, o, alpha), rel=1e-12)
+
+
+@pytest.mark.parametrize("memory_format", [torch.channels_last, torch.contiguous_format])
+def test_dilated_depthwise_weight_gradient_in_bf16_on_cpu(memory_format):
+    """Through oneDNN's channels_last kernel this gradient was 100 % off at 32 pixels (1e24 in other draws)."""
+    torch.manual_seed(0)
+    conv = SepConv(16, 3, dilation=2)[2].to(memory_format=memory_format)
+    assert isinstance(conv, nn.Conv2d) and set(conv.state_dict()) == {"weight"}  # checkpoints load as before
+    x = torch.rand(4, 16, 32, 32).to(torch.bfloat16).contiguous(memory_format=memory_format)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    g = (torch.randn(y.shape) * 1e-2).to(torch.bfloat16).contiguous(memory_format=memory_format)
+    y.backward(g)
+    w = conv.weight.detach().to(torch.bfloat16).double().requires_grad_()
+    F.conv2d(x.double(), w, None, 1, 2, 2, 16).backward(g.double())
+    err = float((conv.weight.grad.double() - w.grad).abs().max() / w.grad.abs().max())
+    assert err < 0.02, err  # bf16 rounding: ~0.3 %
