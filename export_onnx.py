@@ -101,11 +101,11 @@ def load_network(genotype_arg: str | None, checkpoint: str | None) -> DerivedNet
 # ------------------------------------------------------------------ export and check
 EXPORTERS = ("torchscript", "dynamo")
 EXPORTER_HELP = (
-    "torchscript (default): torch.onnx.export(dynamo=False), tracing with a dynamic batch axis; the released "
-    "network (B=18 F=400) exports in ~7 s. dynamo: the torch.export-based exporter with its graph optimizer, "
-    "torch's supported path (the TorchScript exporter is deprecated) and one that proves the batch axis dynamic, "
-    "but ~12x slower (~85 s) on the released network, for a file that onnxruntime ran no faster (README, "
-    "bench/export_time.py). Either file passes the same checks: onnx.checker, a symbolic batch axis, and "
+    "torchscript (default): torch.onnx.export(dynamo=False), traced, with the batch axis declared dynamic; export "
+    "and check of the released network (B=18 F=400) took 9-21 s on our 2-core CPU. dynamo: the torch.export-based "
+    "exporter with its graph optimizer, torch's supported path (the TorchScript exporter is deprecated) that proves "
+    "the batch axis dynamic, but 7-11x slower there (105-154 s) for a file that onnxruntime ran at most 5 %% faster "
+    "(README, bench/export_time.py). Either file passes the same checks: onnx.checker, a symbolic batch axis, and "
     "onnxruntime within --atol at every --batch-sizes")
 
 
