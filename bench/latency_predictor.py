@@ -69,8 +69,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", choices=list(STAT), default="cpu",
                    help="headline clock: process CPU time (one thread; robust to other jobs) or wall clock")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls per table entry / network")
-    p.add_argument("--repeats", type=int, nargs="+", default=[50, 10],
-                   help="timed runs per table entry / network: one value, or one per batch size")
+    p.add_argument("--repeats", type=int, nargs="+", default=None,
+                   help="timed runs per table entry / network: one, or one per batch size (50 at batch 1, 10 above)")
     p.add_argument("--min-run-ms", type=float, default=0.0, help="a timed run repeats a call until it lasts this long")
     p.add_argument("--concentration", type=float, default=0.3, help="Dirichlet concentration of a network's op mix")
     p.add_argument("--seed", type=int, default=0, help="seed of the random networks and inputs")
@@ -91,6 +91,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         if getattr(args, flag) is None:
             setattr(args, flag, value)
     space, macro = resolve_space(args)
+    args.repeats = args.repeats or [50 if b == 1 else 10 for b in args.batches]  # the default follows --batches
     check_args(args)
     if len(args.repeats) not in (1, len(args.batches)):
         raise UserError(f"--repeats needs one value or one per batch size ({len(args.batches)} given)")

@@ -14,15 +14,35 @@ from .space import PRIMITIVES, SpaceError
 
 
 # ---------------------------------------------------------------- candidate ops
+class DilatedDepthwiseConv(nn.Conv2d):
+    """nn.Conv2d (same parameters and state_dict) that trains right in bf16 on the CPU.
+
+    There oneDNN (torch 2.14.1, oneDNN 3.12, AVX512-BF16/AMX CPU) computes the *weight* gradient of a
+    dilated depthwise convolution wrongly when its tensors are channels_last, from 28 pixels up: 60-100 %
+    error to 1e36 garbage, every call (tests/test_bf16_search.py); the output and the input gradient
+    are right.  The dil_sep_3x3 weights then blew up, and a search's alpha or loss went nan.  With
+    contiguous (NCHW) input and weight the gradient is right, so a bf16 CPU training step uses those."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bf16 = x.dtype == torch.bfloat16 or (torch.is_autocast_enabled("cpu")
+                                             and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        if x.device.type == "cpu" and bf16 and self.weight.requires_grad and torch.is_grad_enabled():
+            # clone, not contiguous(): a (C, 1, k, k) channels_last weight already counts as contiguous
+            weight = self.weight.clone(memory_format=torch.contiguous_format)
+            return self._conv_forward(x.contiguous(), weight, self.bias)
+        return super().forward(x)
+
+
 class SepConv(nn.Sequential):
     """BN -> ReLU -> depthwise kxk (optionally dilated) -> pointwise 1x1, no biases."""
 
     def __init__(self, channels: int, kernel: int, stride: int = 1, dilation: int = 1):
         pad = dilation * (kernel // 2)
+        depthwise = DilatedDepthwiseConv if dilation > 1 else nn.Conv2d
         super().__init__(
             nn.BatchNorm2d(channels),
             nn.ReLU(inplace=True),
-            nn.Conv2d(channels, channels, kernel, stride, pad, dilation=dilation, groups=channels, bias=False),
+            depthwise(channels, channels, kernel, stride, pad, dilation=dilation, groups=channels, bias=False),
             nn.Conv2d(channels, channels, 1, bias=False),
         )
 
@@ -139,7 +159,12 @@ class _BinaryGate(torch.autograd.Function):
         # float64 model
         acc = torch.promote_types(alpha.dtype, torch.float32)
         p = torch.softmax(alpha.detach()[pair].to(acc), dim=0)
-        d = p[0] * p[1] * (grad_y.to(acc) * diff.to(acc)).sum()
+        inner = (grad_y.to(acc) * diff.to(acc)).sum()
+        # Finite by construction (for a finite alpha): a nan or inf here means that dL/dy or a path output
+        # was not finite (inf * 0 included) or that their products overflowed (|values| ~1e19, where the
+        # tiny bf16 search has |dL/dy| <= 0.01, |o_s0 - o_s1| <= 7): no usable estimate, so the edge skips
+        # this step, as GradScaler skips a step whose gradients are not finite.  torch.where: no host sync.
+        d = torch.where(torch.isfinite(inner), p[0] * p[1] * inner, 0.0)
         grad_alpha = torch.zeros_like(alpha, dtype=acc)
         grad_alpha[pair[0]] = d
         grad_alpha[pair[1]] = -d

@@ -21,11 +21,13 @@ def _args(*argv):
     return export_onnx.get_args_parser().parse_args(list(argv))
 
 
-def test_tiny_random_network_matches_onnxruntime(tmp_path, capsys):
+@pytest.mark.parametrize("exporter", export_onnx.EXPORTERS)
+def test_tiny_random_network_matches_onnxruntime(tmp_path, capsys, exporter):
     save_genotype(TINY, tmp_path / "tiny.json")
     out = tmp_path / "sub" / "tiny.onnx"
     result = export_onnx.main(_args("--genotype", str(tmp_path / "tiny.json"), "--output", str(out),
-                                    "--batch-sizes", "1", "8", "3", "--latency-runs", "3", "--threads", "1"))
+                                    "--batch-sizes", "1", "8", "3", "--latency-runs", "3", "--threads", "1",
+                                    "--exporter", exporter))
     assert out.is_file()
     model = onnx.load(str(out))
     onnx.checker.check_model(model)
@@ -34,8 +36,18 @@ def test_tiny_random_network_matches_onnxruntime(tmp_path, capsys):
     assert set(result["max_abs_diff"]) == {1, 8, 3}
     assert all(d <= 1e-4 for d in result["max_abs_diff"].values())
     assert result["ort_ms"] > 0 and result["torch_ms"] > 0
+    assert result["opset"] == next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
+    assert result["bytes"] == out.stat().st_size
     printed = capsys.readouterr().out
     assert "batch 8: max |onnxruntime - torch|" in printed and "latency at batch 1" in printed
+    assert f"export ({exporter}) and check:" in printed
+
+
+def test_default_exporter_is_the_fast_one_and_help_says_why(capsys):
+    assert _args().exporter == "torchscript"
+    with pytest.raises(SystemExit):
+        _args("--help")
+    assert "deprecated" in capsys.readouterr().out
 
 
 def test_calibrated_random_network_has_sane_logits():
