@@ -48,12 +48,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--candidates", nargs="+", default=None, metavar="OP",
                    help="candidate ops on every edge (default: all of the space's) from: tree: "
                         f"{' '.join(get_space('tree').primitives)}; nb201: {' '.join(get_space('nb201').primitives)}")
-    g.add_argument("--supernet-bn", choices=("standard", "plain"), default="standard",
+    g.add_argument("--supernet-bn", choices=("standard", "plain"), default=None,
                    help="BatchNorm of the supernet: standard (as the derived network) or plain (no affine parameters, "
-                        "batch statistics always: the NAS-Bench-201 authors' searches)")
-    g.add_argument("--warmup-ops", choices=("all", "weighted"), default="all",
+                        "batch statistics always: the NAS-Bench-201 authors' searches); default: the space's "
+                        "(tree: standard, nb201: plain; models/nb201_space.py says why)")
+    g.add_argument("--warmup-ops", choices=("all", "weighted"), default=None,
                    help="which candidates the warm-up's uniform paths draw from: all, or only the ops with weights "
-                        "(parameter-free ops have nothing to learn)")
+                        "(parameter-free ops have nothing to learn); default: the space's (tree: all, nb201: weighted)")
     g.add_argument("--nb201-table", default=None, metavar="CSV",
                    help="nb201: judge the argmax cell every epoch by this table (columns arch, cifar10_test_200, "
                         "cifar100_test_200; .csv or .csv.gz; the project ships nb201_table/accuracy.csv.gz)")
@@ -90,6 +91,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "(T as a budget: no pull below it)")
     g.add_argument("--latency-lambda", type=float, default=0.1, help="lambda of the add and hinge losses")
     g.add_argument("--latency-beta", type=float, default=0.6, help="beta of the mul loss")
+    g.add_argument("--derive", choices=("argmax", "within-target"), default=None,
+                   help="the searched architecture: argmax (each decision's most probable op) or within-target (the "
+                        "most probable architecture whose predicted latency is within --target-latency; exact, by "
+                        "dynamic programming over the table's costs); default: within-target when a target is set")
     g.add_argument("--latency-stat", choices=("median_ms", "cpu_median_ms", "min_ms"), default="median_ms",
                    help="which statistic of the table's entries is the latency: the wall-clock median, or the process "
                         "CPU time (a one-thread table measured on a machine shared with other jobs)")
@@ -118,6 +123,12 @@ def check_args(args: argparse.Namespace) -> None:
                     (args.reward_w <= 0, "--reward-w must be <= 0 (a higher latency must not raise the reward)")):
         if not ok:
             raise UserError(msg)
+    if args.derive == "within-target" and args.target_latency is None:
+        raise UserError("--derive within-target needs --latency-table and --target-latency")
+    args.derive = args.derive or ("argmax" if args.target_latency is None else "within-target")
+    for name, value in space.search_defaults.items():  # the space's defaults for flags left unset
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     args.arch_betas = [float(b) for b in args.arch_betas]
     if args.arch_lr is None:
         args.arch_lr = 0.006 if args.algo == "gradient" else 0.01
@@ -153,6 +164,17 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
                             betas=tuple(args.arch_betas), algo=args.algo, mode=args.arch_mode, latency=latency,
                             samples=args.reinforce_samples, baseline_decay=args.baseline_decay, sync=s.sync)
     return s
+
+
+def derive(s: SimpleNamespace, args: argparse.Namespace):
+    """The searched architecture (--derive): the argmax, or the most probable one within the target latency."""
+    if args.derive == "argmax":
+        return s.supernet.derive()
+    model = s.architect.latency.model
+    indices = model.most_probable_within(s.supernet, args.target_latency)
+    if indices is None:  # no architecture is that fast: the fastest is the closest to the target
+        indices = model.costs.argmin(dim=1).tolist()
+    return s.supernet.genotype_of(indices)
 
 
 def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, device, should_stop=None) -> dict:
@@ -227,7 +249,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
         except DivergenceError as e:
             log.close()
             raise run.diverged(e, epoch, "a lower --arch-lr" if e.what.startswith("arch") else "a lower --lr") from None
-        genotype = s.supernet.derive()
+        genotype = derive(s, args)
         if judge is not None:
             record.update(judge(genotype))
         log.write(record, extra={"genotype": genotype.to_dict()})
@@ -236,7 +258,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
             save_genotype(genotype, run.out / "genotype.json")
         run.save({**run.state(epoch + 1, model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect),
                   "genotype": genotype.to_dict()})
-    genotype = s.supernet.derive()
+    genotype = derive(s, args)
     if run.finished and info.is_main:  # (genotype.json: the same, written with the last epoch)
         save_genotype(genotype, run.out / "genotype_final.json")
         note = s.architect.convergence_note()  # near-uniform alphas: the genotype is close to a random draw

@@ -63,6 +63,8 @@ class SearchSpace:
     macro_help: dict[str, str] = {}
     baseline_op: str = ""  # the op that latency tables time inside the fixed parts (costs are relative to it)
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
+    # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
+    search_defaults: dict[str, str] = {}
 
     # ---- network size
     def macro(self, values: dict | None = None) -> dict[str, int]:

@@ -48,6 +48,7 @@ class TreeSpace(SearchSpace):
                   "F": "final width, a multiple of 8 >= 64 (paper's network: 400)"}
     baseline_op = "identity"
     parameter_free = ("avg_pool_3x3", "max_pool_3x3", "identity")
+    search_defaults = {"supernet_bn": "standard", "warmup_ops": "all"}  # the paper's setting
 
     def check_macro(self, macro: dict[str, int]) -> None:
         check_macro(macro["B"], macro["F"])

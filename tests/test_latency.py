@@ -247,3 +247,26 @@ def test_bad_arguments_are_user_errors():
         L.build_table(TREE, MACRO, ("identity",), threads=0, progress=False)
     with pytest.raises(USER_ERRORS, match="multiple of|F"):
         T.required_keys(TREE, {"B": 1, "F": 4})
+
+
+def test_most_probable_within_matches_brute_force():
+    """The knapsack DP of --derive within-target: on random small problems, an architecture within the
+    budget whose log-probability is the brute-force optimum's (to the rounding of D/bins of the budget),
+    and None when even the cheapest is over."""
+    import itertools
+    g = torch.Generator().manual_seed(0)
+    solved = 0
+    for _ in range(200):
+        D, N = (int(v) for v in torch.randint(1, 5, (2,), generator=g))
+        log_p = torch.log_softmax(torch.randn(D, N, generator=g), 1)
+        costs, budget = torch.randn(D, N, generator=g), float(torch.randn(1, generator=g))
+        feasible = [(float(sum(log_p[d, x[d]] for d in range(D))), x) for x in itertools.product(range(N), repeat=D)
+                    if float(sum(costs[d, x[d]] for d in range(D))) <= budget]
+        got = O.most_probable_within(log_p, costs, budget, bins=100_000)
+        if not feasible:
+            assert got is None
+            continue
+        solved += 1
+        assert float(sum(costs[d, got[d]] for d in range(D))) <= budget + 1e-9
+        assert float(sum(log_p[d, got[d]] for d in range(D))) == pytest.approx(max(feasible)[0], abs=1e-9)
+    assert solved > 50

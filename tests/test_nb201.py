@@ -283,9 +283,18 @@ def test_latency_aware_search_nb201(data, tmp_path):
     from utils.latency import build_table
     build_table(NB201, {"C": 4, "N": 1}, batch_size=1, device="cpu", threads=1, warmup=0, repeats=1,
                 progress=False).save(tmp_path / "lat.json")
-    _search(data, tmp_path / "s", "--latency-table", tmp_path / "lat.json", "--target-latency", "0.1")
+    from utils.latency_table import LatencyTable, predict_genotype
+    table = LatencyTable.load(tmp_path / "lat.json")
+    target = predict_genotype(table, NAMED["nb201_all_skip"]) * 1.001  # feasible: skip is the baseline (cost 0)
+    result = _search(data, tmp_path / "s", "--latency-table", tmp_path / "lat.json", "--target-latency", f"{target:.6f}")
     last = json.loads((tmp_path / "s" / "log.jsonl").read_text().splitlines()[-1])
     assert last["expected_latency_ms"] > 0 and last["argmax_latency_ms"] > 0
+    # --derive defaults to within-target: the final cell is the most probable one the table predicts in time
+    final = genotypes.get(str(tmp_path / "s" / "genotype_final.json"))
+    assert final == result["genotype"] and predict_genotype(table, final) <= target
+    assert last["genotype"] == final.to_dict()
+    with pytest.raises(USER_ERRORS, match="--derive within-target needs"):
+        _search(data, tmp_path / "t", "--derive", "within-target")
 
 
 @pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")

@@ -117,7 +117,7 @@ def test_tight_latency_target_gives_a_faster_genotype(synthetic_data, tmp_path):
     tight = model.predict(genotypes.uniform(1, 64, "identity"))  # the fastest network of the space
     plain = run(synthetic_data, tmp_path / "plain", "--arch-every", "1")
     fast = run(synthetic_data, tmp_path / "fast", "--arch-every", "1", "--latency-table", str(path),
-               "--target-latency", f"{tight:.4f}", "--latency-lambda", "1.0")
+               "--target-latency", f"{tight:.4f}", "--latency-lambda", "1.0", "--derive", "argmax")
     assert model.predict(fast["genotype"]) < model.predict(plain["genotype"])
     rec = json.loads((tmp_path / "fast" / "log.jsonl").read_text().splitlines()[-1])
     assert rec["argmax_latency_ms"] == pytest.approx(model.predict(fast["genotype"]), rel=1e-6)
@@ -137,7 +137,8 @@ def test_latency_table_of_another_network_is_refused_unless_its_decisions_agree(
                                           r"\(B=2 F=64\) 72"):
         run(synthetic_data, tmp_path / "x", "--B", "2", "--latency-table", str(path), "--target-latency", "1")
     # a narrower or wider supernet with the same decisions is a proxy: it searches for the table's network
-    run(synthetic_data, tmp_path / "y", "--F", "72", "--latency-table", str(path), "--target-latency", "1")
+    run(synthetic_data, tmp_path / "y", "--F", "72", "--latency-table", str(path), "--target-latency", "1",
+        "--derive", "argmax")
     table = LatencyTable.load(path)
     final = genotypes.get(str(tmp_path / "y" / "genotype_final.json"))
     last = json.loads((tmp_path / "y" / "log.jsonl").read_text().splitlines()[-1])

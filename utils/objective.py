@@ -90,11 +90,56 @@ class LatencyModel:
             raise LatencyError(f"need one index per decision ({D}) per architecture, got shape {tuple(idx.shape)}")
         return self.fixed + self.costs[torch.arange(D)[None, :], idx].sum(1)
 
+    def most_probable_within(self, supernet, target_ms: float) -> list[int] | None:
+        """The architecture with the largest probability under alpha (sum of log-softmax over decisions)
+        whose predicted latency is within ``target_ms``; None when even the fastest one is not."""
+        log_p = torch.log_softmax(supernet.alpha.detach().double().cpu(), dim=1)
+        return most_probable_within(log_p, self.costs, target_ms - self.fixed)
+
     def predict_active(self, supernet) -> float:
         """Latency of the architecture that the supernet's last forward ran (REINFORCE's sample)."""
         if supernet.active is None:
             raise LatencyError("the supernet has not run a stochastic forward yet: no active paths")
         return self.predict_indices(supernet.active)
+
+
+def most_probable_within(log_p: torch.Tensor, costs: torch.Tensor, budget: float, bins: int = 4096) -> list[int] | None:
+    """argmax_x sum_d log_p[d, x_d] subject to sum_d costs[d, x_d] <= budget: a multiple-choice knapsack,
+    solved exactly by dynamic programming over the budget cut into ``bins`` steps.  Costs are rounded *up*
+    to whole steps, so the answer is always within the budget (it may miss a cell closer to the budget than
+    D steps: D/bins of it).  Why: the argmax of each decision separately ignores the budget, and near the end
+    of a search whose distribution is still broad, E[LAT] within the target says little about the argmax
+    cell's latency; this picks the cell the search ranks highest among those the device can afford."""
+    log_p, costs = log_p.double().cpu(), costs.double().cpu()
+    if log_p.shape != costs.shape or log_p.dim() != 2:
+        raise LatencyError(f"log_p {tuple(log_p.shape)} and costs {tuple(costs.shape)} must be the same (D, N)")
+    floor = costs.min(dim=1).values  # every decision pays at least its cheapest option
+    spare = float(budget - floor.sum())
+    if spare < 0:
+        return None
+    step = max(spare, 1e-12) / bins
+    weight = torch.ceil((costs - floor[:, None]) / step - 1e-9).clamp(min=0).long()  # (D, N) whole steps
+    neg = float("-inf")
+    value = torch.zeros(bins + 1, dtype=torch.float64)  # best log-probability using at most b steps
+    choice = torch.zeros(costs.shape[0], bins + 1, dtype=torch.long)
+    for d in range(costs.shape[0]):
+        best = torch.full((bins + 1,), neg, dtype=torch.float64)
+        for i in range(costs.shape[1]):
+            w = int(weight[d, i])
+            if w > bins:
+                continue
+            cand = torch.full((bins + 1,), neg, dtype=torch.float64)
+            cand[w:] = value[:bins + 1 - w] + log_p[d, i]
+            better = cand > best
+            best = torch.where(better, cand, best)
+            choice[d, better] = i
+        value = best
+    out, b = [], bins
+    for d in range(costs.shape[0] - 1, -1, -1):
+        i = int(choice[d, b])
+        out.append(i)
+        b -= int(weight[d, i])
+    return out[::-1]
 
 
 # ------------------------------------------------------------------ losses and rewards
