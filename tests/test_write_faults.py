@@ -272,7 +272,7 @@ def test_training_write_failures_resume(data, tmp_path, monkeypatch, name, code,
 
 # ------------------------------------------------------------------ the other writers
 def test_export_on_a_full_disk_leaves_no_half_model(tmp_path, monkeypatch):
-    def export(model, path, opset):
+    def export(model, path, opset, exporter):
         path.write_bytes(b"half a model")
         raise oserror(errno.ENOSPC)
 

@@ -205,11 +205,15 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     torch's nn.SyncBatchNorm refuses CPU tensors (its fused kernels batch_norm_stats & co. exist only
     for GPUs), so on CPU / gloo we use this: plain tensor ops plus an autograd-aware all-reduce of
     the per-channel sums, in float32.  Parameter and buffer names are BatchNorm2d's, so state dicts
-    are interchangeable.  Outside training or without a process group it is a plain BatchNorm2d.
+    are interchangeable.  Outside training (unless it keeps no running statistics) or without a process
+    group it is a plain BatchNorm2d.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        # without running statistics (the supernet's "plain" BN) evaluation also normalizes by the batch:
+        # the global one, so that N processes evaluate as one process does
+        batch_stats = self.training or not self.track_running_stats
+        if not (batch_stats and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in >= float32
         c = xf.shape[1]
@@ -224,7 +228,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         y = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
         if self.affine:
             y = y * self.weight[None, :, None, None] + self.bias[None, :, None, None]
-        if self.track_running_stats:
+        if self.training and self.track_running_stats:
             self._update_running(mean.detach(), var.detach(), float(n))
         return y.to(x.dtype)
 
@@ -237,6 +241,12 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
         self.running_var.lerp_((var * n / max(n - 1.0, 1.0)).to(self.running_var.dtype), m)
 
 
+def _dtype_of(bn: nn.BatchNorm2d) -> torch.dtype | None:
+    """The dtype of a BatchNorm's weights or statistics; None for one with neither (the supernet's "plain"
+    BN: no affine parameters, batch statistics always)."""
+    return next((t.dtype for t in (*bn.parameters(), *bn.buffers())), None)
+
+
 def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
     """Every BatchNorm2d -> torch's SyncBatchNorm on CUDA, GlobalBatchNorm2d elsewhere (weights and
     statistics kept).  Call before building the optimizer: the parameters are new objects."""
@@ -246,7 +256,7 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
         if type(child) is nn.BatchNorm2d:
             new = GlobalBatchNorm2d(child.num_features, child.eps, child.momentum, child.affine,
                                     child.track_running_stats, device=device,
-                                    dtype=child.weight.dtype if child.affine else child.running_mean.dtype)
+                                    dtype=_dtype_of(child))
             new.load_state_dict(child.state_dict())
             new.train(child.training)
             module.add_module(name, new)
