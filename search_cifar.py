@@ -33,6 +33,10 @@ from utils.space_args import add_space_flags, resolve_space
 from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_groups, train_one_epoch
 
 
+# flags added after searches were checkpointed, with what those searches did (they resume with these)
+ADDED_FLAGS = {"derive": "argmax", "latency_stat": "median_ms"}
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 parents=[scaffold.get_args_parser(output="runs/search", checkpoint="checkpoint.pth")])
@@ -230,7 +234,7 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
            guard: scaffold.Guard | None = None) -> dict:
     scaffold.check_world(args, info.world_size, ("batch_size", "arch_batch_size"))
     run = scaffold.Run(args, "search", "checkpoint.pth", same=("space", "B", "F", "C", "N", "candidates", "supernet_bn", "warmup_ops"),
-                       may_change=("nb201_table",), is_main=info.is_main, guard=guard)
+                       may_change=("nb201_table",), is_main=info.is_main, guard=guard, added=ADDED_FLAGS)
     judge = load_judge(args)
     seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths
     s = build(args, device, info)

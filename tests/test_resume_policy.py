@@ -85,3 +85,25 @@ def test_resumable_set_and_changed_flags():
     assert scaffold.changed_flags({"x_y": 1}, {}, frozenset()) == ["--x-y 1 (now None)"]  # a flag one side lacks
     # the scripts' own additions: training may also change evaluation / speed flags, not the recipe
     assert {"eval_batch_size", "compile"} <= train_cifar.MAY_CHANGE and "label_smoothing" not in train_cifar.MAY_CHANGE
+
+
+def test_a_checkpoint_older_than_a_flag_resumes_as_it_ran(data, tmp_path):
+    """A search checkpointed before --derive and --latency-stat existed resumes (it ran as argmax /
+    median_ms, search_cifar.ADDED_FLAGS); one that asks for something else is still refused."""
+    import search_cifar
+    from utils.checkpoint import save_checkpoint
+
+    def strip():
+        saved = load_checkpoint(out / "checkpoint.pth")
+        for flag in search_cifar.ADDED_FLAGS:
+            del saved["args"][flag]
+        save_checkpoint(saved, out / "checkpoint.pth")
+
+    out = tmp_path / "run"
+    tiny_search(data, out, "--no-tensorboard", "--stop-after", 1)
+    strip()
+    tiny_search(data, out, "--no-tensorboard", "--resume")
+    assert load_checkpoint(out / "checkpoint.pth")["epoch"] == 3 and (out / "genotype_final.json").is_file()
+    strip()
+    with pytest.raises(USER_ERRORS, match=r"--latency-stat median_ms \(now min_ms\)"):
+        tiny_search(data, out, "--no-tensorboard", "--resume", "--latency-stat", "min_ms")

@@ -161,10 +161,12 @@ class Run:
     """A run folder and its checkpoint.  ``kind``: "search" or "train"; ``checkpoint``: the file name
     that --resume reads by default; ``may_change``: script-specific flags a resume may change, beyond
     RESUMABLE; ``same``: flags that name what is being run (e.g. the search space), compared first with
-    a message of their own; ``check(saved, path)``: script-specific checks of a resumed checkpoint."""
+    a message of their own; ``check(saved, path)``: script-specific checks of a resumed checkpoint;
+    ``added``: flags newer than some checkpoints, with the value that stands for what those runs did (a
+    checkpoint without the flag resumes as if it had been given that value)."""
 
     def __init__(self, args: argparse.Namespace, kind: str, checkpoint: str, *, may_change=(), same=(), check=None,
-                 is_main: bool = True, guard: "Guard | None" = None):
+                 is_main: bool = True, guard: "Guard | None" = None, added: dict[str, Any] | None = None):
         self.args, self.kind, self.is_main = args, kind, is_main
         self.out = Path(args.output)
         self.checkpoint = self.out / checkpoint
@@ -186,6 +188,7 @@ class Run:
             return
         self.path = self.last = path = self.checkpoint if args.resume == "auto" else Path(args.resume)
         self.saved = load_checkpoint(path, kind=kind)
+        self.saved["args"] = {**(added or {}), **self.saved["args"]}
         old, now = ({k: d.get(k) for k in same} for d in (self.saved["args"], vars(args)))
         if old != now:
             raise UserError(f"checkpoint {path} is for {_describe(old)}; this run asks for {_describe(now)}")
