@@ -34,7 +34,8 @@ from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_group
 
 
 # flags added after searches were checkpointed, with what those searches did (they resume with these)
-ADDED_FLAGS = {"derive": "argmax", "latency_stat": "median_ms"}
+ADDED_FLAGS = {"derive": "argmax", "latency_stat": "median_ms", "supernet_bn": "standard", "warmup_ops": "all",
+               "eval_images": None}
 
 
 def get_args_parser() -> argparse.ArgumentParser:
