@@ -175,11 +175,7 @@ def derive(s: SimpleNamespace, args: argparse.Namespace):
     """The searched architecture (--derive): the argmax, or the most probable one within the target latency."""
     if args.derive == "argmax":
         return s.supernet.derive()
-    model = s.architect.latency.model
-    indices = model.most_probable_within(s.supernet, args.target_latency)
-    if indices is None:  # no architecture is that fast: the fastest is the closest to the target
-        indices = model.costs.argmin(dim=1).tolist()
-    return s.supernet.genotype_of(indices)
+    return s.supernet.genotype_of(s.architect.latency.model.most_probable_within(s.supernet, args.target_latency))
 
 
 def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, device, should_stop=None) -> dict:

@@ -80,11 +80,11 @@ def latency_table(args, out: Path) -> Path:
     return path
 
 
-def target_row(args, acc: NB201Table, cells, lat: np.ndarray, pct: float, target: float, stage: Path,
+def target_row(accs: np.ndarray, index: dict[str, int], lat: np.ndarray, pct: float, target: float, stage: Path,
                seed: int) -> dict:
-    accs = np.array([acc.lookup(c) for c in cells])
+    """``accs``, ``lat``: every cell's table accuracy and predicted latency; ``index``: cell string -> position."""
     searched = CellGenotype.from_dict(json.loads((stage / "genotype_final.json").read_text()))
-    i = [c.to_string() for c in cells].index(searched.to_string())
+    i = index[searched.to_string()]
     within = lat <= target
     near = np.abs(lat / lat[i] - 1) <= BAND
     best = float(accs[within].max())
@@ -109,6 +109,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     if table.space is not NB201 or STAT not in next(iter(table.entries.values())):
         raise UserError(f"{table_path} is not an NB201 table with CPU-time entries (build it with --device cpu)")
     cells, lat = cell_latencies(table)
+    accs = np.array([acc.lookup(c) for c in cells])  # once: 15,625 lookups
+    index = {c.to_string(): i for i, c in enumerate(cells)}
     rows, figures = [], {}
     base_flags = list(args.search_flags)
     for pct in args.targets:
@@ -119,7 +121,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
                                               "--latency-loss", args.latency_loss, "--latency-lambda",
                                               str(args.latency_lambda), "--latency-stat", STAT]
             nb201_search.run_search(args, seed, stage)
-            rows.append(target_row(args, acc, cells, lat, pct, target, stage, seed))
+            rows.append(target_row(accs, index, lat, pct, target, stage, seed))
             r = rows[-1]
             print(f"p{pct:g} seed {seed}: target {target:.3f} ms, {r['arch']} predicted {r['predicted_ms']:.3f} ms "
                   f"({r['latency_ratio']:.3f} x), acc {r['acc']:.2f}, best within {r['best_within']:.2f}, "

@@ -90,11 +90,12 @@ class LatencyModel:
             raise LatencyError(f"need one index per decision ({D}) per architecture, got shape {tuple(idx.shape)}")
         return self.fixed + self.costs[torch.arange(D)[None, :], idx].sum(1)
 
-    def most_probable_within(self, supernet, target_ms: float) -> list[int] | None:
+    def most_probable_within(self, supernet, target_ms: float) -> list[int]:
         """The architecture with the largest probability under alpha (sum of log-softmax over decisions)
-        whose predicted latency is within ``target_ms``; None when even the fastest one is not."""
+        whose predicted latency is within ``target_ms``; the fastest one when none is (the closest)."""
         log_p = torch.log_softmax(supernet.alpha.detach().double().cpu(), dim=1)
-        return most_probable_within(log_p, self.costs, target_ms - self.fixed)
+        found = most_probable_within(log_p, self.costs, target_ms - self.fixed)
+        return self.costs.argmin(dim=1).tolist() if found is None else found
 
     def predict_active(self, supernet) -> float:
         """Latency of the architecture that the supernet's last forward ran (REINFORCE's sample)."""
