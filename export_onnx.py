@@ -31,6 +31,7 @@ from utils.errors import UserError, run_cli
 from utils.checkpoint import load_checkpoint, load_fitting
 from utils.data import CIFAR10, DatasetInfo
 from utils.faults import WriteError, check_writable, replacing
+from utils.latency import ort_options
 from utils.device import seed_everything
 from utils.space_args import add_space_flags, resolve_space
 from utils.train import recalibrate_bn
@@ -198,10 +199,8 @@ def check_onnx(model: nn.Module, out: Path, batch_sizes: list[int], atol: float,
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if threads > 0:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    """The session of a deployment: the options the latency tables time with (utils.latency.ort_options)."""
+    return ort.InferenceSession(str(path), ort_options(threads), providers=["CPUExecutionProvider"])
 
 
 def median_ms(fn, runs: int, warmup: int = 3) -> float:

@@ -36,10 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import build_net  # noqa: E402
-from models.search_space import SearchSpace  # noqa: E402
 from bench._common import check_args  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.latency import BACKENDS, LatencyTable, measure, predict_genotype, table_items, table_meta  # noqa: E402
+from utils.latency import BACKENDS, CALIBRATION, as_trained, assemble, measure, predict_genotype, table_items, table_meta  # noqa: E402
+from utils.latency_table import random_architectures  # noqa: E402
 from utils.space_args import add_space_flags, resolve_space  # noqa: E402
 
 STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}
@@ -47,16 +47,6 @@ STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}
 
 # this bench's network sizes when none are given (the tree space's own defaults are the paper's large network)
 SIZES = {"tree": {"B": 3, "F": 160}, "nb201": {"C": 16, "N": 5}}
-
-
-def random_genotypes(space: SearchSpace, macro: dict, n: int, concentration: float, seed: int) -> list:
-    rng = np.random.default_rng(seed)
-    ops, decisions = space.primitives, len(space.decision_names(macro))
-    out = []
-    for _ in range(n):
-        mix = rng.dirichlet([concentration] * len(ops))
-        out.append(space.genotype_from_ops([ops[i] for i in rng.choice(len(ops), size=decisions, p=mix)], macro))
-    return out
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,6 +64,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-run-ms", type=float, default=0.0, help="a timed run repeats a call until it lasts this long")
     p.add_argument("--concentration", type=float, default=0.3, help="Dirichlet concentration of a network's op mix")
     p.add_argument("--seed", type=int, default=0, help="seed of the random networks and inputs")
+    p.add_argument("--calibration", type=int, default=CALIBRATION,
+                   help="calibration networks of the table (python -m utils.latency build --calibration)")
     p.add_argument("--save-tables", default="", help="folder to save the tables in (empty: not saved)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_space_flags(p, title="search space (sizes here default to: "
@@ -99,17 +91,19 @@ def main(args: argparse.Namespace) -> dict[str, float]:
         raise UserError("--clock cpu needs --threads 1 (CPU time sums over threads); use --clock wall")
     repeats = dict(zip(args.batches, args.repeats * len(args.batches) if len(args.repeats) == 1 else args.repeats))
     other = "wall" if args.clock == "cpu" else "cpu"
-    nets = random_genotypes(space, macro, args.nets, args.concentration, args.seed)
+    nets = random_architectures(space, macro, args.nets, args.concentration, args.seed)
     results: dict[str, float] = {}
     for batch in args.batches:
-        items = table_items(space, macro, space.primitives, batch, args.device, seed=args.seed)
+        items = table_items(space, macro, space.primitives, batch, args.device, seed=args.seed,
+                            calibration=args.calibration)
         x = torch.randn((batch, 3, 32, 32), generator=torch.Generator().manual_seed(args.seed))
-        items += [(f"net{i}", build_net(g, macro=macro).eval(), x) for i, g in enumerate(nets)]
+        items += [(f"bench-net{i}", as_trained(build_net(g, macro=macro), i), x) for i, g in enumerate(nets)]
         timed = measure(items, args.device, args.threads, args.warmup, repeats[batch], args.min_run_ms,
                         progress=not args.no_progress, desc=f"table + networks b{batch}")
-        meas = {k: timed.pop(k) for k in list(timed) if k.startswith("net")}
-        table = LatencyTable(timed, table_meta(space, macro, space.primitives, batch, args.device, args.threads,
-                                               args.warmup, repeats[batch], args.min_run_ms))
+        meas = {k: timed.pop(k) for k in list(timed) if k.startswith("bench-net")}
+        table = assemble(space, macro, space.primitives, timed, table_meta(
+            space, macro, space.primitives, batch, args.device, args.threads, args.warmup, repeats[batch],
+            args.min_run_ms, calibration=args.calibration))
         if args.save_tables:
             size = "_".join(f"{k}{v}" for k, v in macro.items())
             table.save(Path(args.save_tables) / f"lat_{args.device}_{space.name}_{size}_b{batch}.json")
@@ -119,7 +113,7 @@ def main(args: argparse.Namespace) -> dict[str, float]:
               f"{'err%':>6} | {other + ' pred':>10} {'meas':>9} {'err%':>6}")
         rows = []
         for i, g in enumerate(nets):
-            m, r = meas[f"net{i}"], []
+            m, r = meas[f"bench-net{i}"], []
             for clock in (args.clock, other):
                 pred, got = predict_genotype(table, g, stat=STAT[clock]), m[STAT[clock]]
                 r += [pred, got, 100 * (pred / got - 1)]

@@ -9,10 +9,10 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from .nb201 import (CELLS_PER_STAGE, EDGE_NAMES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES, SPACE_NAME,
+from .nb201 import (CELLS_PER_STAGE, EDGE_NAMES, EDGES, NODES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES, SPACE_NAME,
                     STEM_CHANNELS, CellGenotype, check_macro)
-from .nb201_net import NB201Net, make_op, stage_plan
-from .search_space import EdgeFactory, LatencyEdge, LatencyPart, SearchSpace
+from .nb201_net import Cell, NB201Net, make_op, stage_plan
+from .search_space import EdgeFactory, LatencyContext, LatencyEdge, SearchSpace
 from .space import SpaceError
 
 
@@ -23,18 +23,6 @@ def edge_key(op: str, channels: int, size: int) -> str:
 
 def cell_key(channels: int, size: int) -> str:
     return f"nb201-cell:c{channels}:{size}x{size}"
-
-
-def reduce_key(cin: int, cout: int, size: int) -> str:
-    return f"nb201-reduce:c{cin}-{cout}:{size}x{size}"
-
-
-def stem_key(C: int, image_size: int) -> str:
-    return f"nb201-stem:c3-{C}:{image_size}x{image_size}"
-
-
-def head_key(channels: int, size: int, num_classes: int) -> str:
-    return f"nb201-head:c{channels}:{size}x{size}:n{num_classes}"
 
 
 class NB201Space(SearchSpace):
@@ -54,6 +42,7 @@ class NB201Space(SearchSpace):
     # 1/5 of the warm-up's paths while `none`, `skip` and pooling, with nothing to learn, look as good as
     # the young convs at the start of the search: it then leans toward them (DARTS's collapse, milder).
     search_defaults = {"supernet_bn": "plain", "warmup_ops": "weighted"}
+    input_groups = tuple(tuple(e for e, (_, src) in enumerate(EDGES) if src == j) for j in range(NODES - 1))
 
     def check_macro(self, macro: dict[str, int]) -> None:
         check_macro(macro["C"], macro["N"])
@@ -79,24 +68,15 @@ class NB201Space(SearchSpace):
             raise SpaceError("path drop and cell drop belong to the tree space; the NAS-Bench-201 network has neither")
         return NB201Net(macro["C"], macro["N"], lambda k, e, c: make_edge(e, c), num_classes, image_size)
 
-    # ---- latency tables: cells with skip edges, the residual blocks, stem, head; edges relative to skip
-    def latency_parts(self, macro: dict[str, int], num_classes: int, image_size: int) -> list[LatencyPart]:
-        C = macro["C"]
-        net = NB201Net(C, 1, lambda k, e, c: nn.Identity(), num_classes, image_size).eval()  # one of each layer
-        one = {(kind, width): layer for (kind, width, _), layer in zip(net.plan, net.layers)}
-        parts = [LatencyPart(stem_key(C, image_size), lambda: net.stem, (3, image_size, image_size))]
-        width = size_out = None
-        for kind, out, size in stage_plan(C, macro["N"], image_size):
-            layer = one[kind, out]
-            if kind == "cell":
-                parts.append(LatencyPart(cell_key(out, size), lambda m=layer: m, (out, size, size)))
-                size_out = size
-            else:
-                parts.append(LatencyPart(reduce_key(width, out, size), lambda m=layer: m, (width, size, size)))
-            width = out
-        parts.append(LatencyPart(head_key(width, size_out, num_classes),
-                                 lambda: nn.Sequential(net.head, net.classifier), (width, size_out, size_out)))
-        return parts
+    # ---- latency tables: the ops are timed in context, inside a cell
+    def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:
+        out = {}
+        for kind, width, size in stage_plan(macro["C"], macro["N"], image_size):
+            if kind == "cell" and (width, size) not in out:
+                out[width, size] = LatencyContext(
+                    cell_key(width, size), lambda ops, w=width: Cell(w, lambda e, c: self.make_op(ops[e], c)),
+                    (width, size, size), width, size)
+        return list(out.values())
 
     def edge_key(self, op: str, channels: int, size: int) -> str:
         return edge_key(op, channels, size)

@@ -12,9 +12,10 @@ A space supplies:
   module names and a supernet's weights map onto a derived network by name (SuperNet.derived_state_dict);
 * its genotype type (one op name per decision, plus whatever the space keeps with it: the tree genotype
   carries B and F, a NAS-Bench-201 genotype is only the cell) and its JSON codec;
-* latency-table parts (utils/latency_table.py): the fixed parts of the network as modules to time, and
-  every searchable edge's (decision, channels, map size), so that a table adds up to a network and the
-  expected latency is a (decisions x candidates) cost matrix.
+* latency-table contexts (utils/latency_table.py): for every distinct edge shape, a part of the network
+  (a tree block, a NAS-Bench-201 cell) that can be built with one op on all its searchable edges, and every
+  searchable edge's (decision, channels, map size), so that a table adds up to a network and the expected
+  latency is a (decisions x candidates) cost matrix.
 Pictures are drawn per space by visualize_cifar.py from the same description.
 
 Why alpha is one (decisions x candidates) parameter held by the supernet (models/supernet.py): sharing a
@@ -34,13 +35,16 @@ EdgeFactory = Callable[[int, int], nn.Module]  # (decision, channels) -> module 
 
 
 @dataclass(frozen=True)
-class LatencyPart:
-    """A fixed part of a network, timed whole for a latency table: its key, a module factory and the
-    input's (C, H, W).  A part that a network runs k times is listed k times."""
+class LatencyContext:
+    """A part of the network in which a latency table times the ops of one edge shape: ``build(ops)`` is
+    the part (a tree block, a NAS-Bench-201 cell) with ``ops[e]`` on its searchable edge e, each edge of
+    ``channels`` x ``size`` x ``size``; its input is (C, H, W) ``in_shape``.  ``key`` names the part."""
 
     key: str
-    build: Callable[[], nn.Module]
+    build: Callable[[Sequence[str]], nn.Module]
     in_shape: tuple[int, int, int]
+    channels: int
+    size: int
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,10 @@ class SearchSpace:
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
     # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
     search_defaults: dict[str, str] = {}
+    # the searchable edges of one cell / block (their index there) grouped by the tensor they read: a graph
+    # compiler computes identical parameter-free ops on one input once (onnxruntime does), so a latency
+    # table times each op on one edge per group (utils/latency_table.py)
+    input_groups: tuple[tuple[int, ...], ...] = ()
 
     # ---- network size
     def macro(self, values: dict | None = None) -> dict[str, int]:
@@ -143,9 +151,17 @@ class SearchSpace:
         return net
 
     # ---- latency tables
-    def latency_parts(self, macro: dict[str, int], num_classes: int, image_size: int) -> list[LatencyPart]:
-        """The fixed parts in network order, each with the searchable edges inside it running
-        ``baseline_op``, so that fixed parts + every edge's (op - baseline) is the network."""
+    def network_key(self, macro: dict[str, int], num_classes: int, image_size: int) -> str:
+        """The latency-table key of the whole network with ``baseline_op`` on every searchable edge."""
+        size = "-".join(f"{k}{v}" for k, v in macro.items())
+        return f"network:{self.name}:{size}:{self.baseline_op}:{image_size}x{image_size}:n{num_classes}"
+
+    def baseline_network(self, macro: dict[str, int], num_classes: int, image_size: int) -> nn.Module:
+        """The network with ``baseline_op`` on every searchable edge (the table's fixed cost)."""
+        return self.build_body(macro, lambda d, c: self.make_op(self.baseline_op, c), num_classes, image_size)
+
+    def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:
+        """One context per distinct (channels, size) of the searchable edges, in network order."""
         raise NotImplementedError
 
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:

@@ -11,10 +11,10 @@ import torch.nn as nn
 
 from .genotype import SPACE_NAME, Genotype
 from .operations import OPS
+from .cells import ResidualTreeBlock
 from .proxyless_nas import DerivedNet, TreeNet
-from .search_space import EdgeFactory, LatencyEdge, LatencyPart, SearchSpace
-from .space import (EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, STEM_CHANNELS, BlockSpec,
-                    block_plan, check_macro)
+from .search_space import EdgeFactory, LatencyContext, LatencyEdge, SearchSpace
+from .space import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, BlockSpec, block_plan, check_macro
 
 
 # ---- latency-table keys of this space (the batch size is the table's)
@@ -26,16 +26,15 @@ def block_key(spec: BlockSpec) -> str:
     return f"block:c{spec.in_channels}-{spec.width}-{spec.out_channels}:{spec.in_size}x{spec.in_size}:s{spec.stride}"
 
 
-def stem_key(image_size: int = 32) -> str:
-    return f"stem:c3-{STEM_CHANNELS}:{image_size}x{image_size}"
-
-
-def head_key(F: int, size: int, num_classes: int) -> str:
-    return f"head:c{F}:{size}x{size}:n{num_classes}"
-
-
-def _identity_edges(block: int, edge: int, channels: int) -> nn.Module:
-    return nn.Identity()
+def _input_groups(tree=None) -> list[tuple[int, ...]]:
+    """Edges that read one tensor: a half's first edges read the half, an edge's children its output."""
+    if tree is None:
+        return [g for t in CELL_TREES for g in _input_groups(t)]
+    out = [tuple(edge for edge, _ in tree)]
+    for _, child in tree:
+        if child:
+            out += _input_groups(child)
+    return out
 
 
 class TreeSpace(SearchSpace):
@@ -49,6 +48,7 @@ class TreeSpace(SearchSpace):
     baseline_op = "identity"
     parameter_free = ("avg_pool_3x3", "max_pool_3x3", "identity")
     search_defaults = {"supernet_bn": "standard", "warmup_ops": "all"}  # the paper's setting
+    input_groups = tuple(_input_groups())  # ((0, 3), (1, 2), (4, 5), (6, 9), (7, 8), (10, 11))
 
     def check_macro(self, macro: dict[str, int]) -> None:
         check_macro(macro["B"], macro["F"])
@@ -84,16 +84,16 @@ class TreeSpace(SearchSpace):
         net.macro, net.space = dict(macro), self
         return net
 
-    # ---- latency tables: whole blocks with identity edges, stem, head; edges relative to identity
-    def latency_parts(self, macro: dict[str, int], num_classes: int, image_size: int) -> list[LatencyPart]:
-        net = TreeNet(macro["B"], macro["F"], _identity_edges, num_classes, image_size=image_size).eval()
-        last = net.plan[-1]
-        parts = [LatencyPart(stem_key(image_size), lambda: net.stem, (3, image_size, image_size))]
-        for spec, block in zip(net.plan, net.blocks):
-            parts.append(LatencyPart(block_key(spec), lambda b=block: b, (spec.in_channels, spec.in_size, spec.in_size)))
-        parts.append(LatencyPart(head_key(macro["F"], last.out_size, num_classes),
-                                 lambda: nn.Sequential(net.head, net.classifier), (macro["F"], last.out_size, last.out_size)))
-        return parts
+    # ---- latency tables: the ops are timed in context, inside a block
+    def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:
+        out = {}
+        for spec in block_plan(macro["B"], macro["F"], image_size):
+            shape = (spec.width, spec.out_size)  # widths are rounded to even: neighbours can share one
+            if shape not in out:
+                out[shape] = LatencyContext(
+                    block_key(spec), lambda ops, s=spec: ResidualTreeBlock(s, lambda e, c: self.make_op(ops[e], c)),
+                    (spec.in_channels, spec.in_size, spec.in_size), spec.width, spec.out_size)
+        return list(out.values())
 
     def edge_key(self, op: str, channels: int, size: int) -> str:
         return edge_key(op, channels, size)

@@ -185,15 +185,15 @@ def test_latency_table_for_48px_and_3_classes_predicts_measured_networks():
     How accurate a table is belongs to bench/latency_predictor.py (MAPE ~3-5 % at B=3 F=160): this test,
     which asserted 25 % mean error at these tiny sizes, once measured 57 % with a busy second core."""
     from models import build_net
-    from bench.latency_predictor import random_genotypes  # op mixtures from identity-heavy to sep-heavy
-    from utils.latency import measure, table_items, table_meta
-    from utils.latency_table import LatencyTable, predict_genotype
+    from utils.latency import assemble, measure, table_items, table_meta
+    from utils.latency_table import predict_genotype, random_architectures
     sizes = {32: 10, 48: 3}
-    nets = random_genotypes(TREE, {"B": 1, "F": 64}, 4, 0.3, 0)
+    nets = random_architectures(TREE, {"B": 1, "F": 64}, 4, 0.3, 0)
     items = []
     for size, classes in sizes.items():
         entries = table_items(TREE, {"B": 1, "F": 64}, batch_size=1, num_classes=classes, image_size=size)
-        assert {x.shape[-1] for _, _, x in entries} == {size, size // 2, size // 4}
+        # networks read S pixels, the blocks timed as contexts S (stages 1, 2: the stride-2 block reads S) and S/2
+        assert {x.shape[-1] for _, _, x in entries} == {size, size // 2}
         with torch.no_grad():
             outs = [m(x) for _, m, x in entries]
         assert {o.shape[-1] for o in outs if o.ndim == 2} == {classes}  # the head's logits
@@ -204,7 +204,8 @@ def test_latency_table_for_48px_and_3_classes_predicts_measured_networks():
     for size, classes in sizes.items():
         entries = {k.split("/", 1)[1]: v for k, v in timed.items() if k.startswith(f"{size}/")}
         meas = np.array([entries.pop(f"net{i}")["cpu_median_ms"] for i in range(len(nets))])
-        table = LatencyTable(entries, table_meta(TREE, {"B": 1, "F": 64}, ("sep_3x3",), 1, "cpu", 1, 2, 15, 0.0, classes, size))
+        table = assemble(TREE, {"B": 1, "F": 64}, None, entries,
+                         table_meta(TREE, {"B": 1, "F": 64}, TREE.primitives, 1, "cpu", 1, 2, 15, 0.0, classes, size))
         assert table.image_size == size and table.num_classes == classes
         ratio = np.array([predict_genotype(table, g, stat="cpu_median_ms") for g in nets]) / meas
         assert ((ratio > 1 / 3) & (ratio < 3)).all(), (size, ratio)

@@ -5,7 +5,9 @@
     python -m utils.latency build --space nb201 --C 16 --N 5 --device cpu --threads 1 --out latency_nb201.json
     python -m utils.latency predict --table latency_nb201.json --genotype '|nor_conv_3x3~0|+|...'
 
-The table itself (keys, JSON, prediction of a genotype and the latency model) is utils/latency_table.py.
+The table itself (keys, JSON, prediction of a genotype and the latency model: what is timed and why) is
+utils/latency_table.py.  Every module is timed with distinct BatchNorm values (``as_trained``), as a trained
+network has them, and on onnxruntime as an exported graph in a session with a deployment's options.
 
 Timing (``measure``): every entry is warmed up, then timed in ``repeats`` interleaved rounds -- a
 round calls every entry once -- so that a burst of load from other processes spreads over all
@@ -39,11 +41,13 @@ from models.space import IMAGE_SIZE, NUM_CLASSES
 from utils.device import device_name
 from utils.errors import UserError, run_cli
 from utils.faults import WriteError, check_writable
-from utils.latency_table import (SESSION_OVERHEAD_KEY, SPREAD, LatencyError, LatencyTable, edge_shapes, predict_genotype,
-                                 required_keys)
+from utils.latency_table import (SPREAD, LatencyError, LatencyTable, calibration_architectures, calibration_key,
+                                 context_key, context_ops, edge_entries, fixed_entry, fixed_key, predict_genotype,
+                                 timed_keys, with_baseline)
 from utils.space_args import add_space_flags, resolve_space
 
 BACKENDS = ("cpu", "cuda", "onnxruntime")
+CALIBRATION = 8  # calibration networks of a table (utils/latency_table.fixed_entry)
 
 # ------------------------------------------------------------------ what each entry runs
 @dataclass
@@ -53,23 +57,42 @@ class Part:
     in_shape: tuple[int, int, int]  # (C, H, W), batch from the table
 
 
+def as_trained(module: nn.Module, seed: int = 0) -> nn.Module:
+    """``module`` (eval mode) with every BatchNorm given distinct random statistics and affine values, as
+    training leaves them.  Fresh BNs are all alike, and onnxruntime then computes the BN-ReLU of two
+    sibling edges once (common subexpressions): an untrained export can run less than the trained one."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if m.affine:
+                    m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=gen) * 0.1)
+                if m.running_mean is not None:
+                    m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=gen) * 0.1)
+                    m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
+    return module.eval()
+
+
 def parts_for(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
-              num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> list[Part]:
-    """The modules to time, built with the project's own classes (so a table measures exactly the
-    layers the networks run): the space's fixed parts and every candidate op at every edge shape."""
+              num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, calibration: int = 0) -> list[Part]:
+    """The modules a table times (utils/latency_table.py says why), built with the project's own classes
+    so that a table measures exactly the layers the networks run: the whole baseline network, each
+    context with the baseline and with every candidate on its timed edges, the calibration networks."""
     macro = space.macro(macro)
-    wanted = required_keys(space, macro, candidates, num_classes, image_size)
-    parts: dict[str, Part] = {}
-    for part in space.latency_parts(macro, num_classes, image_size):
-        if part.key not in parts:
-            parts[part.key] = Part(part.key, part.build().eval(), part.in_shape)
-    ops = dict.fromkeys(list(space.primitives if candidates is None else candidates) + [space.baseline_op])
-    for channels, size in edge_shapes(space, macro, image_size):
-        for op in ops:
-            key = space.edge_key(op, channels, size)
+    key = space.network_key(macro, num_classes, image_size)
+    parts = {key: Part(key, as_trained(space.baseline_network(macro, num_classes, image_size)),
+                       (3, image_size, image_size))}
+    for ctx in space.latency_contexts(macro, image_size):
+        for op in [space.baseline_op] + with_baseline(space, candidates):
+            key = context_key(op, ctx.key)
             if key not in parts:
-                parts[key] = Part(key, space.make_op(op, channels).eval(), (channels, size, size))
-    return [parts[k] for k in wanted]
+                parts[key] = Part(key, as_trained(ctx.build(context_ops(space, op)), len(parts)), ctx.in_shape)
+    for k, g in enumerate(calibration_architectures(space, macro, candidates, calibration)):
+        parts[calibration_key(k)] = Part(calibration_key(k), as_trained(space.derived(g, macro, num_classes, image_size),
+                                                                         len(parts)), (3, image_size, image_size))
+    assert list(parts) == timed_keys(space, macro, candidates, num_classes, image_size, calibration)
+    return list(parts.values())
 
 
 # ------------------------------------------------------------------ timers
@@ -107,9 +130,24 @@ def _cuda_clock(call, n: int) -> tuple[float, None]:
     return start.elapsed_time(end), None
 
 
+def ort_options(threads: int | None):
+    """The session options of a deployment, shared by the tables and export_onnx.py: every graph
+    optimization (onnxruntime's default, set here so that a table and a deployed model cannot differ),
+    ``threads`` intra-op threads (None or 0: onnxruntime's choice), one inter-op thread."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
 def onnx_session(module: nn.Module, example: torch.Tensor, threads: int):
     """An onnxruntime CPU session for ``module`` exported in memory (legacy TorchScript exporter:
-    fast and dependency-free for these small static modules)."""
+    fast and dependency-free for these small static modules, and export_onnx.py's default)."""
     import onnxruntime as ort
 
     buf = io.BytesIO()
@@ -118,11 +156,7 @@ def onnx_session(module: nn.Module, example: torch.Tensor, threads: int):
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["x"], output_names=["y"])
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(buf.getvalue(), ort_options(threads), providers=["CPUExecutionProvider"])
 
 
 def check_backend(backend: str) -> None:
@@ -193,28 +227,26 @@ def measure(items: Sequence[tuple[str, nn.Module, torch.Tensor]], backend: str =
 
 # ------------------------------------------------------------------ building
 def table_items(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None, batch_size: int = 1,
-                device: str = "cpu", num_classes: int = NUM_CLASSES, seed: int = 0, image_size: int = IMAGE_SIZE
-                ) -> list[tuple[str, nn.Module, torch.Tensor]]:
-    """(key, module, input) for every entry that the space needs, inputs at ``batch_size``."""
+                device: str = "cpu", num_classes: int = NUM_CLASSES, seed: int = 0, image_size: int = IMAGE_SIZE,
+                calibration: int = CALIBRATION) -> list[tuple[str, nn.Module, torch.Tensor]]:
+    """(key, module, input) for every entry that a table build times, inputs at ``batch_size``."""
     check_backend(device)
     if batch_size < 1:
         raise LatencyError(f"batch size must be >= 1, got {batch_size}")
     gen = torch.Generator().manual_seed(seed)
     inputs: dict[tuple, torch.Tensor] = {}  # one input per shape: many entries share one
     items = []
-    for part in parts_for(space, macro, candidates, num_classes, image_size):
+    for part in parts_for(space, macro, candidates, num_classes, image_size, calibration):
         shape = (batch_size, *part.in_shape)
         if shape not in inputs:
             inputs[shape] = torch.randn(shape, generator=gen)
         items.append((part.key, part.module, inputs[shape]))
-    if device == "onnxruntime":  # one session.run of a trivial graph: the cost of a call
-        items.append((SESSION_OVERHEAD_KEY, nn.Identity(), torch.zeros(1)))
     return items
 
 
 def table_meta(space: SearchSpace, macro: dict, candidates: Sequence[str], batch_size: int, device: str,
                threads: int | None, warmup: int, repeats: int, min_run_ms: float, num_classes: int = NUM_CLASSES,
-               image_size: int = IMAGE_SIZE) -> dict:
+               image_size: int = IMAGE_SIZE, calibration: int = CALIBRATION) -> dict:
     meta = {
         "backend": device, "device": device, "device_name": device_name(device),
         "torch_version": torch.__version__, "threads": None if device == "cuda" else threads,
@@ -222,7 +254,10 @@ def table_meta(space: SearchSpace, macro: dict, candidates: Sequence[str], batch
         "space": space.name, "macro": dict(macro), **dict(macro), "candidates": list(candidates),
         "num_classes": num_classes, "image_size": image_size,
         "warmup": warmup, "repeats": repeats, "min_run_ms": min_run_ms, "spread": SPREAD,
-        "model": f"sum of fixed parts ({space.baseline_op} edges) + sum edge(op) - edge({space.baseline_op})",
+        "calibration": calibration,
+        "model": f"fixed + sum over edges [edge(op) - edge({space.baseline_op})]; edge(op) = (context(op) - "
+                 f"context({space.baseline_op})) / timed edges; fixed = network({space.baseline_op} everywhere) + mean "
+                 f"residual of {calibration} calibration networks",
     }
     if device == "onnxruntime":
         import onnxruntime
@@ -233,20 +268,32 @@ def table_meta(space: SearchSpace, macro: dict, candidates: Sequence[str], batch
 def build_table(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None, batch_size: int = 1,
                 device: str = "cpu", threads: int | None = None, warmup: int = 10, repeats: int = 30,
                 min_run_ms: float = 0.0, progress: bool = True, num_classes: int = NUM_CLASSES, seed: int = 0,
-                image_size: int = IMAGE_SIZE) -> LatencyTable:
+                image_size: int = IMAGE_SIZE, calibration: int = CALIBRATION) -> LatencyTable:
     """Profile every distinct entry that ``space``'s network of ``macro`` size needs for ``candidates``
     (None: all the space's ops) at ``batch_size``."""
     if threads is not None and threads < 1:
         raise LatencyError(f"thread count must be >= 1, got {threads}")
     macro = space.macro(macro)
     candidates = space.check_candidates(space.primitives if candidates is None else candidates)
-    items = table_items(space, macro, candidates, batch_size, device, num_classes, seed, image_size)
+    if calibration < 0:
+        raise LatencyError(f"the number of calibration networks must be >= 0, got {calibration}")
+    items = table_items(space, macro, candidates, batch_size, device, num_classes, seed, image_size, calibration)
     threads = threads or torch.get_num_threads()
-    entries = measure(items, device, threads, warmup, repeats, min_run_ms, progress,
-                      desc=f"latency {device} b{batch_size}")
+    timed = measure(items, device, threads, warmup, repeats, min_run_ms, progress,
+                    desc=f"latency {device} b{batch_size}")
     meta = table_meta(space, macro, candidates, batch_size, device, threads, warmup, repeats, min_run_ms,
-                      num_classes, image_size)
-    return LatencyTable(entries, meta)
+                      num_classes, image_size, calibration)
+    return assemble(space, macro, candidates, timed, meta)
+
+
+def assemble(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
+             meta: dict) -> LatencyTable:
+    """The table of ``timed`` (the entries of table_items, as measured, with the settings in ``meta``):
+    those, the edge entries and the fixed cost."""
+    size, classes = meta["image_size"], meta["num_classes"]
+    edges = edge_entries(space, macro, candidates, timed, size)
+    fixed = fixed_entry(space, macro, candidates, timed, edges, meta["calibration"], classes, size)
+    return LatencyTable({**timed, **edges, fixed_key(space, space.macro(macro), classes, size): fixed}, meta)
 
 
 # ------------------------------------------------------------------ command line
@@ -257,7 +304,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", formatter_class=fmt,
                        help="profile every entry a space needs on this device and write the table")
     b.add_argument("--device", choices=BACKENDS, default="cpu",
-                   help="cpu: torch eager; cuda: CUDA events; onnxruntime: CPU InferenceSession per entry")
+                   help="cpu: torch eager; cuda: CUDA events; onnxruntime: each entry exported and run as a CPU "
+                        "InferenceSession with a deployment's options (all graph optimizations)")
     b.add_argument("--threads", type=int, default=None,
                    help="intra-op threads for cpu/onnxruntime (unset: torch's current count)")
     add_space_flags(b)
@@ -270,6 +318,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--repeats", type=int, default=30, help="timed runs per entry (median and IQR kept)")
     b.add_argument("--min-run-ms", type=float, default=0.0,
                    help="a timed run repeats the call until it lasts this long (0: one call per run, as in a network)")
+    b.add_argument("--calibration", type=int, default=CALIBRATION,
+                   help="random whole networks timed to calibrate the table's fixed cost (0: none; the ops' "
+                        "costs, timed one context at a time, then add up to 4-6 %% less than networks that mix ops)")
     b.add_argument("--out", default="latency_table.json", help="output JSON file")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = sub.add_parser("predict", formatter_class=fmt, help="predicted latency of a derived network")
@@ -296,7 +347,8 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
             check_writable(Path(args.out).parent)  # before the minutes of measuring
             table = build_table(space, macro, candidates, args.batch, args.device, args.threads,
                                 args.warmup, args.repeats, args.min_run_ms, progress=not args.no_progress,
-                                num_classes=args.num_classes, image_size=args.image_size)
+                                num_classes=args.num_classes, image_size=args.image_size,
+                                calibration=args.calibration)
             table.save(args.out)
         except WriteError as e:
             raise LatencyError(e.line("or choose another --out")) from None

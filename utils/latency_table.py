@@ -1,20 +1,19 @@
 """Latency lookup tables: the keys a space needs, the table file (JSON), and the prediction of a genotype.
 
-How a network's latency is modelled (and why), for any space (models/search_space.py: latency_parts,
-latency_edges, edge_key):
-* A *fixed part* entry is the time of one whole part of the network with every searchable edge inside it
-  running the space's baseline op (identity): for the tree space each residual tree block (shortcut,
-  bottlenecks, root edge, split, every copy/add sum, the branch BNs and residual adds, final BN), the stem
-  and the head; for NAS-Bench-201 a cell per stage (its node sums), the residual blocks between stages,
-  stem and head.  Adding up pieces timed one by one misses the sums, the split and the module calls:
-  ~30 % of a tree block's fixed time at batch 1 on CPU, ~11 % at batch 32 (B=3, F=160, one thread).
-* An *edge* entry is one candidate op at one shape, timed in isolation.  An edge's cost is
-  ``edge(op) - edge(baseline)`` at its shape: the baseline that the fixed part already counted is
-  taken out again, and with it the cost of the timer.
-  latency(genotype) = sum of fixed parts + sum over edges [edge(op) - edge(baseline)].
-* onnxruntime only: every entry runs as its own InferenceSession, while a deployed network is one
-  session; the cost of one ``session.run`` call (entry ``overhead:session``) is taken out of every
-  fixed part but one.
+How a network's latency is modelled (and why), for any space (models/search_space.py: network_key,
+latency_contexts, latency_edges, edge_key):
+* The *network* entry is the whole network with the space's baseline op (identity / skip) on every
+  searchable edge, timed as one call -- one forward in torch, one ``session.run`` of one exported graph
+  on onnxruntime.  Adding up parts timed one by one (stem, blocks, head) instead missed what joins them:
+  on onnxruntime every part paid its own session call and lost the whole graph's memory plan (the sum of
+  the parts was 27 % over the network at B=2 F=96, batch 1); in torch +1.6 % at B=3 F=160.
+* An *edge* entry is the extra time of one op over the baseline on one edge of a shape, measured in
+  context: a part of the network (a tree block, a NAS-Bench-201 cell) with the op on all its ``n`` edges,
+  less the same part with the baseline on them, divided by ``n`` (the raw timings are the table's
+  ``context:`` entries).  Timed alone, an op missed the fusions and the caches of the graph around it:
+  networks of all one op were predicted 25-124 % high on onnxruntime, -2 to +14 % in torch; in context
+  -2 to +2 % on both (B=2 F=96 and B=3 F=160, batch 1, one thread).  The baseline's edge entry is 0.
+  latency(genotype) = network + sum over edges [edge(op) - edge(baseline)].
 
 Tables are measured by utils/latency.py (``python -m utils.latency build``); the search's
 differentiable expected latency is in utils/objective.py.
@@ -22,23 +21,25 @@ differentiable expected latency is in utils/objective.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from models.search_space import SearchSpace
 from models.space import IMAGE_SIZE, NUM_CLASSES
 from models.spaces import get_space, space_of
-from models.tree_space import block_key, edge_key, head_key, stem_key  # noqa: F401  (the tree space's keys)
+from models.tree_space import block_key, edge_key  # noqa: F401  (the tree space's keys)
 from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 
-TABLE_FORMAT = "proxylessnas-latency-table/1"
+TABLE_FORMAT = "proxylessnas-latency-table/2"  # /1: parts and ops timed alone (stem + blocks + head + edges)
 SPREAD = "iqr"  # what "spread_ms" holds: 75th minus 25th percentile of the timed runs
-SESSION_OVERHEAD_KEY = "overhead:session"
+STATS = ("median_ms", "min_ms", "cpu_median_ms")  # the statistics a prediction can add up
 
 
 class LatencyError(UserError):
@@ -50,24 +51,162 @@ def edge_shapes(space: SearchSpace, macro: dict, image_size: int) -> list[tuple[
     return list(dict.fromkeys((e.channels, e.size) for e in space.latency_edges(macro, image_size)))
 
 
+def with_baseline(space: SearchSpace, candidates: Sequence[str] | None) -> list[str]:
+    """The candidates (None: all the space's ops), checked, and the baseline op: edge costs are relative to it."""
+    ops = list(space.check_candidates(space.primitives if candidates is None else candidates))
+    return ops if space.baseline_op in ops else ops + [space.baseline_op]
+
+
+def context_key(op: str, context: str) -> str:
+    """The key of the timing of the part ``context`` with ``op`` on its timed edges (the baseline elsewhere)."""
+    return f"context:{op}:{context}"
+
+
+def timed_edges(space: SearchSpace) -> tuple[int, ...]:
+    """The edges of a cell / block that carry the op being timed: the first of each input group (two
+    edges that read one tensor compute an identical parameter-free op once in onnxruntime)."""
+    return tuple(g[0] for g in space.input_groups)
+
+
+def context_ops(space: SearchSpace, op: str) -> list[str]:
+    """One op per edge of a cell / block: ``op`` on the timed edges, the baseline elsewhere."""
+    timed = set(timed_edges(space))
+    return [op if e in timed else space.baseline_op for e in range(sum(len(g) for g in space.input_groups))]
+
+
+def fixed_key(space: SearchSpace, macro: dict, num_classes: int, image_size: int) -> str:
+    """The key of the fixed cost a prediction starts from (the calibrated network)."""
+    return "fixed:" + space.network_key(macro, num_classes, image_size).split(":", 1)[1]
+
+
+def calibration_key(k: int) -> str:
+    return f"calibration:{k}"
+
+
+def random_architectures(space: SearchSpace, macro: dict, n: int, concentration: float, seed: int,
+                         ops: Sequence[str] | None = None) -> list:
+    """``n`` genotypes whose op mixtures range from one op nearly everywhere to even mixes: each draws its
+    own mixture over ``ops`` (default: the space's) from a Dirichlet(``concentration``), then an op per
+    decision from it.  Uniform draws would give only even mixes, and nearly equal latencies."""
+    ops = list(space.primitives if ops is None else ops)
+    rng = np.random.default_rng(seed)
+    decisions, out = len(space.decision_names(macro)), []
+    for _ in range(n):
+        mix = rng.dirichlet([concentration] * len(ops))
+        out.append(space.genotype_from_ops([ops[i] for i in rng.choice(len(ops), size=decisions, p=mix)], macro))
+    return out
+
+
+# A table's calibration networks: Dirichlet(0.3) mixtures, as bench/latency_predictor.py draws its test
+# networks, from seeds the bench does not use (it draws from --seed, 0 by default).
+CALIBRATION_CONCENTRATION, CALIBRATION_SEED = 0.3, 1_000_003
+
+
+def calibration_architectures(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, n: int) -> list:
+    return random_architectures(space, space.macro(macro), n, CALIBRATION_CONCENTRATION, CALIBRATION_SEED,
+                                with_baseline(space, candidates))
+
+
 def required_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
                   num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> list[str]:
-    """Every key that the space's network of ``macro`` size needs for ``candidates`` (None: all), in network
-    order, without repeats.  The baseline op is always needed: edge costs are relative to it."""
+    """The keys a prediction reads for ``candidates`` (None: all): the fixed cost, then every edge entry
+    (the baseline's included), in network order, without repeats."""
     macro = space.macro(macro)  # a bad size raises models.space.SpaceError
-    ops = list(space.check_candidates(space.primitives if candidates is None else candidates))
-    if space.baseline_op not in ops:
-        ops.append(space.baseline_op)
-    keys = [part.key for part in space.latency_parts(macro, num_classes, image_size)]
+    ops = with_baseline(space, candidates)
+    keys = [fixed_key(space, macro, num_classes, image_size)]
     keys += [space.edge_key(op, c, size) for c, size in edge_shapes(space, macro, image_size) for op in ops]
     return list(dict.fromkeys(keys))
+
+
+def timed_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
+               num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, calibration: int = 0) -> list[str]:
+    """The keys a table build times: the baseline network, each context with the baseline and with every
+    candidate, then the calibration networks."""
+    macro = space.macro(macro)
+    ops = with_baseline(space, candidates)
+    keys = [space.network_key(macro, num_classes, image_size)]
+    for ctx in space.latency_contexts(macro, image_size):
+        keys += [context_key(op, ctx.key) for op in [space.baseline_op] + ops]
+    keys += [calibration_key(k) for k in range(calibration)]
+    return list(dict.fromkeys(keys))
+
+
+def edge_entries(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
+                 image_size: int = IMAGE_SIZE) -> dict[str, dict]:
+    """The edge entries from the context timings: (part with op on its timed edges - the part with the
+    baseline there) / timed edges, for every statistic; the spread is the two spreads' sum / timed edges
+    (an upper bound).  The baseline's entry is 0."""
+    out = {}
+    ops, n = with_baseline(space, candidates), len(timed_edges(space))
+    for ctx in space.latency_contexts(space.macro(macro), image_size):
+        base = timed[context_key(space.baseline_op, ctx.key)]
+        for op in ops:
+            got = timed[context_key(op, ctx.key)]
+            e = {"from": [context_key(op, ctx.key), context_key(space.baseline_op, ctx.key)], "edges": n,
+                 "runs": got["runs"]}
+            for stat in (s for s in STATS if s in got and s in base):
+                e[stat] = 0.0 if op == space.baseline_op else (got[stat] - base[stat]) / n
+            for sp in (s for s in ("spread_ms", "cpu_spread_ms") if s in got and s in base):
+                e[sp] = 0.0 if op == space.baseline_op else (got[sp] + base[sp]) / n
+            out[space.edge_key(op, ctx.channels, ctx.size)] = e
+    return out
+
+
+def mixing(space: SearchSpace, genotype, macro: dict, image_size: int) -> int:
+    """How much a network mixes ops with and without weights: the sum over its cells / blocks of
+    (edges with weights) x (edges without).  What an additive table misses grows with it (neighbouring
+    convolutions and poolings change memory layouts and caches; 0.68 correlation with the residual)."""
+    ops, per = space.ops_of(genotype), sum(len(g) for g in space.input_groups)
+    edges = space.latency_edges(macro, image_size)
+    total = 0
+    for start in range(0, len(edges), per):
+        weighted = sum(ops[e.decision] not in space.parameter_free for e in edges[start:start + per])
+        total += weighted * (per - weighted)
+    return total
+
+
+def fixed_entry(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
+                edges: dict[str, dict], calibration: int, num_classes: int, image_size: int) -> dict:
+    """The fixed cost: the baseline network plus the calibration networks' mean residual (measured - the
+    baseline network - their edges' costs).  Edges timed one context at a time add up to less than a
+    network that mixes ops (-4 to -6 % on average on both backends at B=3 F=160): the residual puts the
+    average back.  The residual grows with ``mixing``, and a few random networks mix more or less than
+    the average one, so the mean is corrected by the regression on it (a control variate: the mean mixing
+    of the calibration distribution is known exactly from 2,048 draws that need no timing).  Without
+    calibration networks: the baseline network."""
+    macro = space.macro(macro)
+    base = timed[space.network_key(macro, num_classes, image_size)]
+    archs = calibration_architectures(space, macro, candidates, calibration)
+    mix = np.array([mixing(space, g, macro, image_size) for g in archs], dtype=float)
+    shift = 0.0
+    if calibration >= 3 and mix.std() > 0:
+        pool = random_architectures(space, macro, 2048, CALIBRATION_CONCENTRATION, CALIBRATION_SEED + 1,
+                                    with_baseline(space, candidates))
+        shift = np.mean([mixing(space, g, macro, image_size) for g in pool]) - mix.mean()
+    e = {"from": [space.network_key(macro, num_classes, image_size)] + [calibration_key(k) for k in range(calibration)],
+         "runs": base["runs"], "calibration_mixing": mix.tolist()}
+    for stat in (s for s in STATS if s in base and all(s in timed[calibration_key(k)] for k in range(calibration))):
+        residuals = np.zeros(calibration)
+        for k, g in enumerate(archs):
+            ops = space.ops_of(g)
+            cost = sum(edges[space.edge_key(ops[x.decision], x.channels, x.size)][stat]
+                       for x in space.latency_edges(macro, image_size))
+            residuals[k] = timed[calibration_key(k)][stat] - base[stat] - cost
+        offset = float(residuals.mean()) if calibration else 0.0
+        if shift:
+            offset += float(np.cov(mix, residuals)[0, 1] / mix.var(ddof=1)) * shift
+        e[stat] = base[stat] + offset
+        if stat == "median_ms":
+            e["calibration_residuals_ms"] = residuals.tolist()
+    return e
 
 
 # ------------------------------------------------------------------ the table
 @dataclass
 class LatencyTable:
     """entries: key -> {"median_ms", "spread_ms" (IQR), "min_ms", "runs", "inner"} of the wall-clock
-    time per call (+ "cpu_median_ms", "cpu_spread_ms" on cpu/onnxruntime); meta: where and how."""
+    time per call (+ "cpu_median_ms", "cpu_spread_ms" on cpu/onnxruntime); edge entries are differences
+    of two context entries ("from") and can be negative; meta: where and how."""
 
     entries: dict[str, dict] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
@@ -128,6 +267,10 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, d, where: str = "latency table") -> "LatencyTable":
+        if isinstance(d, dict) and d.get("format") == "proxylessnas-latency-table/1":
+            raise LatencyError(f"{where} was built by an older version of this project (format /1: parts and ops "
+                               f"timed one by one, up to 35 % off on onnxruntime); build it again with "
+                               f"`python -m utils.latency build` and the same flags")
         if not isinstance(d, dict) or d.get("format") != TABLE_FORMAT:
             raise LatencyError(f"{where} is not a latency table (expected a JSON object with "
                                f"\"format\": \"{TABLE_FORMAT}\", \"meta\" and \"entries\")")
@@ -135,9 +278,10 @@ class LatencyTable:
         if not isinstance(meta, dict) or not isinstance(entries, dict):
             raise LatencyError(f"{where}: \"meta\" and \"entries\" must be JSON objects")
         for key, e in entries.items():
-            ok = isinstance(e, dict) and isinstance(e.get("median_ms"), (int, float)) and e["median_ms"] >= 0
+            ok = (isinstance(e, dict) and isinstance(e.get("median_ms"), (int, float))
+                  and not isinstance(e["median_ms"], bool) and math.isfinite(e["median_ms"]))
             if not ok:
-                raise LatencyError(f"{where}: entry {key!r} needs a non-negative number \"median_ms\", got {e!r}")
+                raise LatencyError(f"{where}: entry {key!r} needs a number \"median_ms\", got {e!r}")
         return cls(entries=entries, meta=meta)
 
     @classmethod
@@ -161,13 +305,9 @@ class LatencyTable:
 # num_classes / image_size None: those the table was built for.
 def fixed_ms(table: LatencyTable, space: SearchSpace, macro: dict, num_classes: int | None = None,
              stat: str = "median_ms", image_size: int | None = None) -> float:
-    """Every fixed part (each time the network runs it), less the extra session calls on onnxruntime."""
+    """The fixed cost: the whole network with the baseline op on every edge, calibrated (fixed_entry)."""
     image_size, num_classes = image_size or table.image_size, num_classes or table.num_classes
-    keys = [p.key for p in space.latency_parts(space.macro(macro), num_classes, image_size)]
-    total = sum(table.ms(k, stat) for k in keys)
-    if SESSION_OVERHEAD_KEY in table.entries:
-        total -= (len(keys) - 1) * table.ms(SESSION_OVERHEAD_KEY, stat)
-    return total
+    return table.ms(fixed_key(space, space.macro(macro), num_classes, image_size), stat)
 
 
 def edge_costs(table: LatencyTable, space: SearchSpace, macro: dict, candidates: Sequence[str],
