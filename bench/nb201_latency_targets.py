@@ -55,7 +55,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--targets", type=float, nargs="+", default=[25.0, 50.0],
                    help="latency targets as percentiles of the predicted latencies of all cells")
     g.add_argument("--latency-loss", choices=("add", "mul", "hinge"), default="hinge", help="the search's latency loss")
-    g.add_argument("--latency-lambda", type=float, default=2.0, help="lambda of the add / hinge loss")
+    g.add_argument("--latency-lambda", type=float, default=0.1,
+                   help="lambda of the add / hinge loss (2.0 collapsed the 25th-percentile search to skips and none)")
     return p
 
 

@@ -65,7 +65,7 @@ class SearchSpace:
     op_codes: dict[str, str] = {}
     macro_defaults: dict[str, int] = {}
     macro_help: dict[str, str] = {}
-    baseline_op: str = ""  # the op that latency tables time inside the fixed parts (costs are relative to it)
+    baseline_op: str = ""  # the op of the table's baseline network and contexts (edge costs are relative to it)
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
     # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
     search_defaults: dict[str, str] = {}

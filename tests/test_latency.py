@@ -285,9 +285,10 @@ def test_most_probable_within_matches_brute_force():
     assert solved > 50
 
 
-def test_edge_and_fixed_entries_from_timings():
-    """An edge entry is (context with the op - context with the baseline) / timed edges; the fixed cost is the
-    baseline network plus the calibration networks' residual over the edges' costs, at the mean mixing."""
+def test_edge_entries_and_calibration_from_timings():
+    """An edge entry is (context with the op - context with the baseline) / timed edges; the calibration fits
+    measured = a + s * (baseline network + edges) on the calibration networks and folds a and s into the
+    fixed cost and the edges, so that a prediction stays a sum and reproduces networks that follow the fit."""
     cands = ("sep_3x3", "max_pool_3x3")
     contexts = TREE.latency_contexts(MACRO, 32)
     n = len(T.timed_edges(TREE))
@@ -297,36 +298,38 @@ def test_edge_and_fixed_entries_from_timings():
             for c in contexts for op in ("identity",) + cands}
     timed = {T.context_key(op, c.key): {"median_ms": 1.0 + n * cost[op, c.key], "min_ms": 0.5 + n * cost[op, c.key],
                                         "runs": 5} for c in contexts for op in ("identity",) + cands}
-    network = TREE.network_key(MACRO, 10, 32)
-    timed[network] = {"median_ms": 10.0, "min_ms": 9.0, "runs": 5}
-    archs = T.calibration_architectures(TREE, MACRO, cands, 3)
-    edge_cost = {(ctx.channels, ctx.size): ctx.key for ctx in contexts}
-    mix = [T.mixing(TREE, a, MACRO, 32) for a in archs]
-    for extras, want in (([0.2, 0.2, 0.2], 0.2), ([0.01 * x for x in mix], None)):
-        for k, arch in enumerate(archs):
-            ops = TREE.ops_of(arch)
-            add = sum(cost[ops[e.decision], edge_cost[e.channels, e.size]] for e in TREE.latency_edges(MACRO, 32))
-            timed[T.calibration_key(k)] = {"median_ms": 10.0 + add + extras[k], "min_ms": 9.0 + add, "runs": 5}
-        edges = T.edge_entries(TREE, MACRO, cands, timed)
-        fixed = T.fixed_entry(TREE, MACRO, cands, timed, edges, 3, 10, 32)
-        if want is None:  # residuals linear in the mixing: the fixed cost is the residual at the mean mixing
-            pool = T.random_architectures(TREE, MACRO, 2048, T.CALIBRATION_CONCENTRATION, T.CALIBRATION_SEED + 1,
-                                          ("sep_3x3", "max_pool_3x3", "identity"))
-            want = 0.01 * sum(T.mixing(TREE, a, MACRO, 32) for a in pool) / len(pool)
-            assert abs(want - sum(extras) / 3) > 1e-3  # differs from the plain mean of the three
-        assert fixed["median_ms"] == pytest.approx(10.0 + want)
-        assert fixed["min_ms"] == pytest.approx(9.0)
+    timed[TREE.network_key(MACRO, 10, 32)] = {"median_ms": 10.0, "min_ms": 9.0, "runs": 5}
+    edges = T.edge_entries(TREE, MACRO, cands, timed)
     for c in contexts:
         for op in ("identity",) + cands:
             e = edges[T.edge_key(op, c.channels, c.size)]
             assert e["median_ms"] == pytest.approx(cost[op, c.key]) and e["min_ms"] == pytest.approx(cost[op, c.key])
-    assert T.fixed_entry(TREE, MACRO, cands, timed, edges, 0, 10, 32)["median_ms"] == 10.0  # uncalibrated
-    # mixing: per block, edges with weights x edges without
-    half = TREE.genotype_from_ops(["sep_3x3", "identity"] * (len(TREE.decision_names(MACRO)) // 2), MACRO)
-    assert T.mixing(TREE, half, MACRO, 32) == 3 * 6 * 6
-    assert T.mixing(TREE, genotypes.uniform(B, F, "max_pool_3x3"), MACRO, 32) == 0
-    # the architectures span mixtures: not all alike, and only the candidates (and the baseline) appear
-    assert len({TREE.ops_of(a) for a in archs}) == 3
+    archs = T.calibration_architectures(TREE, MACRO, cands, 4)
+    shape_key = {(c.channels, c.size): c.key for c in contexts}
+
+    def additive(arch):
+        ops = TREE.ops_of(arch)
+        return sum(cost[ops[e.decision], shape_key[e.channels, e.size]] for e in TREE.latency_edges(MACRO, 32))
+
+    for k, arch in enumerate(archs):  # the networks run 0.5 ms + 1.1 x what the contexts add up to
+        timed[T.calibration_key(k)] = {"median_ms": 0.5 + 1.1 * (10.0 + additive(arch)), "min_ms": 9.0 + additive(arch),
+                                       "runs": 5}
+    fixed, scaled = T.calibrate(TREE, MACRO, cands, timed, edges, 4, 10, 32)
+    assert fixed["scale"] == pytest.approx(1.1) and fixed["median_ms"] == pytest.approx(0.5 + 11.0)
+    assert fixed["min_ms"] == pytest.approx(9.0)  # min_ms followed the additive model: nothing to correct
+    assert max(abs(r) for r in fixed["calibration_residuals_ms"]) < 1e-9
+    table = T.LatencyTable({**scaled, T.fixed_key(TREE, MACRO, 10, 32): fixed},
+                           {"space": "tree", "macro": MACRO, "candidates": list(cands)})
+    other = T.random_architectures(TREE, MACRO, 3, 0.3, seed=5, ops=("identity",) + cands)
+    for arch in other:  # a network that was not among the calibration ones, predicted as the fit says
+        assert T.predict_genotype(table, arch) == pytest.approx(0.5 + 1.1 * (10.0 + additive(arch)))
+    # fewer than 3 networks: the mean residual only; none: the baseline network
+    fixed2, scaled2 = T.calibrate(TREE, MACRO, cands, timed, edges, 2, 10, 32)
+    assert fixed2["scale"] == 1.0 and scaled2 == edges
+    assert fixed2["median_ms"] == pytest.approx(10.0 + sum(0.5 + 0.1 * (10.0 + additive(a)) for a in archs[:2]) / 2)
+    assert T.calibrate(TREE, MACRO, cands, timed, edges, 0, 10, 32)[0]["median_ms"] == 10.0
+    # the calibration networks span mixtures: not all alike, and only the candidates (and the baseline) appear
+    assert len({TREE.ops_of(a) for a in archs}) == 4
     assert {op for a in archs for op in TREE.ops_of(a)} <= {"identity", *cands}
 
 

@@ -42,12 +42,12 @@ from utils.device import device_name
 from utils.errors import UserError, run_cli
 from utils.faults import WriteError, check_writable
 from utils.latency_table import (SPREAD, LatencyError, LatencyTable, calibration_architectures, calibration_key,
-                                 context_key, context_ops, edge_entries, fixed_entry, fixed_key, predict_genotype,
+                                 context_key, context_ops, edge_entries, calibrate, fixed_key, predict_genotype,
                                  timed_keys, with_baseline)
 from utils.space_args import add_space_flags, resolve_space
 
 BACKENDS = ("cpu", "cuda", "onnxruntime")
-CALIBRATION = 8  # calibration networks of a table (utils/latency_table.fixed_entry)
+CALIBRATION = 16  # calibration networks of a table (utils/latency_table.calibrate)
 
 # ------------------------------------------------------------------ what each entry runs
 @dataclass
@@ -255,9 +255,9 @@ def table_meta(space: SearchSpace, macro: dict, candidates: Sequence[str], batch
         "num_classes": num_classes, "image_size": image_size,
         "warmup": warmup, "repeats": repeats, "min_run_ms": min_run_ms, "spread": SPREAD,
         "calibration": calibration,
-        "model": f"fixed + sum over edges [edge(op) - edge({space.baseline_op})]; edge(op) = (context(op) - "
-                 f"context({space.baseline_op})) / timed edges; fixed = network({space.baseline_op} everywhere) + mean "
-                 f"residual of {calibration} calibration networks",
+        "model": f"fixed + sum over edges [edge(op) - edge({space.baseline_op})]; edge(op) = scale * (context(op) - "
+                 f"context({space.baseline_op})) / timed edges; fixed = a + scale * network({space.baseline_op} "
+                 f"everywhere); a, scale fitted on {calibration} calibration networks",
     }
     if device == "onnxruntime":
         import onnxruntime
@@ -291,8 +291,8 @@ def assemble(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, 
     """The table of ``timed`` (the entries of table_items, as measured, with the settings in ``meta``):
     those, the edge entries and the fixed cost."""
     size, classes = meta["image_size"], meta["num_classes"]
-    edges = edge_entries(space, macro, candidates, timed, size)
-    fixed = fixed_entry(space, macro, candidates, timed, edges, meta["calibration"], classes, size)
+    fixed, edges = calibrate(space, macro, candidates, timed, edge_entries(space, macro, candidates, timed, size),
+                             meta["calibration"], classes, size)
     return LatencyTable({**timed, **edges, fixed_key(space, space.macro(macro), classes, size): fixed}, meta)
 
 
@@ -319,8 +319,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-run-ms", type=float, default=0.0,
                    help="a timed run repeats the call until it lasts this long (0: one call per run, as in a network)")
     b.add_argument("--calibration", type=int, default=CALIBRATION,
-                   help="random whole networks timed to calibrate the table's fixed cost (0: none; the ops' "
-                        "costs, timed one context at a time, then add up to 4-6 %% less than networks that mix ops)")
+                   help="random whole networks timed to calibrate the table (its fixed cost and the scale of the "
+                        "ops' costs; 0: none: the ops, timed one context at a time, then add up to 4-6 %% less than "
+                        "networks that mix them)")
     b.add_argument("--out", default="latency_table.json", help="output JSON file")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = sub.add_parser("predict", formatter_class=fmt, help="predicted latency of a derived network")

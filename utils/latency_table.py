@@ -152,53 +152,33 @@ def edge_entries(space: SearchSpace, macro: dict, candidates: Sequence[str] | No
     return out
 
 
-def mixing(space: SearchSpace, genotype, macro: dict, image_size: int) -> int:
-    """How much a network mixes ops with and without weights: the sum over its cells / blocks of
-    (edges with weights) x (edges without).  What an additive table misses grows with it (neighbouring
-    convolutions and poolings change memory layouts and caches; 0.68 correlation with the residual)."""
-    ops, per = space.ops_of(genotype), sum(len(g) for g in space.input_groups)
-    edges = space.latency_edges(macro, image_size)
-    total = 0
-    for start in range(0, len(edges), per):
-        weighted = sum(ops[e.decision] not in space.parameter_free for e in edges[start:start + per])
-        total += weighted * (per - weighted)
-    return total
-
-
-def fixed_entry(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
-                edges: dict[str, dict], calibration: int, num_classes: int, image_size: int) -> dict:
-    """The fixed cost: the baseline network plus the calibration networks' mean residual (measured - the
-    baseline network - their edges' costs).  Edges timed one context at a time add up to less than a
-    network that mixes ops (-4 to -6 % on average on both backends at B=3 F=160): the residual puts the
-    average back.  The residual grows with ``mixing``, and a few random networks mix more or less than
-    the average one, so the mean is corrected by the regression on it (a control variate: the mean mixing
-    of the calibration distribution is known exactly from 2,048 draws that need no timing).  Without
-    calibration networks: the baseline network."""
+def calibrate(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
+              edges: dict[str, dict], calibration: int, num_classes: int, image_size: int) -> tuple[dict, dict]:
+    """The fixed cost and the edges' scale, fitted on the calibration networks: measured = a + s * (the
+    baseline network + their edges' costs), least squares per statistic; fixed = a + s * baseline network,
+    and every edge entry is multiplied by s, so a prediction stays a sum over edges.  Why: ops timed one
+    context at a time add up to 4-6 % less than networks that mix them (memory layouts and caches change
+    between neighbouring ops; at batch 32 in torch an op in a whole network also runs ~6 % slower than in
+    a block timed alone).  Fewer than 3 calibration networks: the mean residual only (s = 1); none: the
+    baseline network.  Returns (the fixed entry, the edge entries scaled)."""
     macro = space.macro(macro)
-    base = timed[space.network_key(macro, num_classes, image_size)]
+    net_key = space.network_key(macro, num_classes, image_size)
+    base = timed[net_key]
     archs = calibration_architectures(space, macro, candidates, calibration)
-    mix = np.array([mixing(space, g, macro, image_size) for g in archs], dtype=float)
-    shift = 0.0
-    if calibration >= 3 and mix.std() > 0:
-        pool = random_architectures(space, macro, 2048, CALIBRATION_CONCENTRATION, CALIBRATION_SEED + 1,
-                                    with_baseline(space, candidates))
-        shift = np.mean([mixing(space, g, macro, image_size) for g in pool]) - mix.mean()
-    e = {"from": [space.network_key(macro, num_classes, image_size)] + [calibration_key(k) for k in range(calibration)],
-         "runs": base["runs"], "calibration_mixing": mix.tolist()}
+    fixed = {"from": [net_key] + [calibration_key(k) for k in range(calibration)], "runs": base["runs"]}
+    scale = {}
     for stat in (s for s in STATS if s in base and all(s in timed[calibration_key(k)] for k in range(calibration))):
-        residuals = np.zeros(calibration)
-        for k, g in enumerate(archs):
-            ops = space.ops_of(g)
-            cost = sum(edges[space.edge_key(ops[x.decision], x.channels, x.size)][stat]
-                       for x in space.latency_edges(macro, image_size))
-            residuals[k] = timed[calibration_key(k)][stat] - base[stat] - cost
-        offset = float(residuals.mean()) if calibration else 0.0
-        if shift:
-            offset += float(np.cov(mix, residuals)[0, 1] / mix.var(ddof=1)) * shift
-        e[stat] = base[stat] + offset
+        pred = np.array([base[stat] + sum(edges[space.edge_key(space.ops_of(g)[x.decision], x.channels, x.size)][stat]
+                                          for x in space.latency_edges(macro, image_size)) for g in archs])
+        meas = np.array([timed[calibration_key(k)][stat] for k in range(calibration)])
+        a, s = float((meas - pred).mean()) if calibration else 0.0, 1.0
+        if calibration >= 3 and pred.std() > 0:
+            s, a = (float(v) for v in np.polyfit(pred, meas, 1))
+        fixed[stat], scale[stat] = a + s * base[stat], s
         if stat == "median_ms":
-            e["calibration_residuals_ms"] = residuals.tolist()
-    return e
+            fixed["scale"], fixed["calibration_residuals_ms"] = s, (meas - (a + s * pred)).tolist()
+    scaled = {k: {**e, **{st: e[st] * scale[st] for st in scale if st in e}} for k, e in edges.items()}
+    return fixed, scaled
 
 
 # ------------------------------------------------------------------ the table
@@ -305,7 +285,7 @@ class LatencyTable:
 # num_classes / image_size None: those the table was built for.
 def fixed_ms(table: LatencyTable, space: SearchSpace, macro: dict, num_classes: int | None = None,
              stat: str = "median_ms", image_size: int | None = None) -> float:
-    """The fixed cost: the whole network with the baseline op on every edge, calibrated (fixed_entry)."""
+    """The fixed cost: the whole network with the baseline op on every edge, calibrated (calibrate)."""
     image_size, num_classes = image_size or table.image_size, num_classes or table.num_classes
     return table.ms(fixed_key(space, space.macro(macro), num_classes, image_size), stat)
 
