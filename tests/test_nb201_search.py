@@ -100,3 +100,35 @@ def test_ranking_keeps_the_warmup_checkpoint_and_ranks_both(setup):
     for name in ("warmup", "final"):
         assert -1 <= row[f"kendall_tau_{name}"] <= 1 and row[f"top_cell_{name}"] in [v[0] for v in table.values()]
     assert figures["kendall_tau_final_mean"] == row["kendall_tau_final"]
+
+
+def test_latency_targets_bookkeeping(tmp_path):
+    """bench/nb201_latency_targets.py: every cell's latency is the table's prediction, and a target row's
+    ratio, regret (best within the target - the searched cell) and equal-latency mean are what they say."""
+    import numpy as np
+    from bench import nb201_latency_targets as lt
+    from models.nb201 import PRIMITIVES
+    from models.nb201_space import NB201
+    from utils import latency_table as T
+    macro = {"C": 16, "N": 5}
+    rng = random.Random(1)
+    entries = {k: {"median_ms": rng.uniform(0.1, 1.0), "cpu_median_ms": rng.uniform(0.1, 1.0), "runs": 1}
+               for k in T.required_keys(NB201, macro)}
+    table = T.LatencyTable(entries, {"space": "nb201", "macro": macro, "candidates": list(PRIMITIVES)})
+    cells, lat = lt.cell_latencies(table)
+    assert len(cells) == 5 ** 6 == len(set(c.to_string() for c in cells))
+    for i in (0, 77, 15624):
+        assert lat[i] == pytest.approx(T.predict_genotype(table, cells[i], stat=lt.STAT))
+    accs = np.array([rng.uniform(10, 95) for _ in cells])
+    index = {c.to_string(): i for i, c in enumerate(cells)}
+    target = float(np.percentile(lat, 25))
+    pick = int(np.argmin(np.abs(lat - 0.9 * target)))
+    (tmp_path / "stage").mkdir()
+    (tmp_path / "stage" / "genotype_final.json").write_text(json.dumps(cells[pick].to_dict()))
+    row = lt.target_row(accs, index, lat, 25.0, target, tmp_path / "stage", 0)
+    within = lat <= target
+    assert row["arch"] == cells[pick].to_string() and row["latency_ratio"] == pytest.approx(lat[pick] / target)
+    assert row["best_within"] == accs[within].max() and row["regret"] == pytest.approx(accs[within].max() - accs[pick])
+    assert row["cells_within"] == int(within.sum()) and 0.2 * len(cells) < row["cells_within"] < 0.3 * len(cells)
+    near = np.abs(lat / lat[pick] - 1) <= 0.05
+    assert row["random_equal_latency"] == pytest.approx(accs[near].mean())

@@ -8,12 +8,17 @@ latency_contexts, latency_edges, edge_key):
   on onnxruntime every part paid its own session call and lost the whole graph's memory plan (the sum of
   the parts was 27 % over the network at B=2 F=96, batch 1); in torch +1.6 % at B=3 F=160.
 * An *edge* entry is the extra time of one op over the baseline on one edge of a shape, measured in
-  context: a part of the network (a tree block, a NAS-Bench-201 cell) with the op on all its ``n`` edges,
-  less the same part with the baseline on them, divided by ``n`` (the raw timings are the table's
-  ``context:`` entries).  Timed alone, an op missed the fusions and the caches of the graph around it:
-  networks of all one op were predicted 25-124 % high on onnxruntime, -2 to +14 % in torch; in context
-  -2 to +2 % on both (B=2 F=96 and B=3 F=160, batch 1, one thread).  The baseline's edge entry is 0.
-  latency(genotype) = network + sum over edges [edge(op) - edge(baseline)].
+  context: a part of the network (a tree block, a NAS-Bench-201 cell) with the op on one edge of each
+  group of edges that read the same tensor and the baseline elsewhere, less the part with the baseline
+  everywhere, divided by the number of those edges (the raw timings are the table's ``context:`` entries).
+  Timed alone, as a graph of its own, an op missed the fusions and layout changes of the graph around it:
+  networks of one op were predicted 25-124 % high on onnxruntime.  One edge per group, because onnxruntime
+  computes an identical parameter-free op on one tensor once (common subexpressions).
+* Calibration: ops timed one context at a time add up to 4-6 % less than networks that mix them, on
+  both backends (neighbouring ops change memory layouts and caches).  ``calibration`` random whole
+  networks are timed, measured = a + s * prediction is fitted on them, and a, s are folded into the
+  fixed cost and the edges (``calibrate``).
+  latency(genotype) = fixed + sum over edges [edge(op) - edge(baseline)], the baseline's edge being 0.
 
 Tables are measured by utils/latency.py (``python -m utils.latency build``); the search's
 differentiable expected latency is in utils/objective.py.
