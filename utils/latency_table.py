@@ -38,7 +38,7 @@ import torch
 from models.search_space import SearchSpace
 from models.space import IMAGE_SIZE, NUM_CLASSES
 from models.spaces import get_space, space_of
-from models.tree_space import block_key, edge_key  # noqa: F401  (the tree space's keys)
+from models.tree_space import edge_key  # noqa: F401  (the tree space's edge keys, for callers)
 from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 
@@ -172,9 +172,11 @@ def calibrate(space: SearchSpace, macro: dict, candidates: Sequence[str] | None,
     archs = calibration_architectures(space, macro, candidates, calibration)
     fixed = {"from": [net_key] + [calibration_key(k) for k in range(calibration)], "runs": base["runs"]}
     scale = {}
+    network_edges = space.latency_edges(macro, image_size)
+    arch_keys = [[space.edge_key(ops[x.decision], x.channels, x.size) for x in network_edges]
+                 for ops in map(space.ops_of, archs)]  # each calibration network's edge entries, once for all stats
     for stat in (s for s in STATS if s in base and all(s in timed[calibration_key(k)] for k in range(calibration))):
-        pred = np.array([base[stat] + sum(edges[space.edge_key(space.ops_of(g)[x.decision], x.channels, x.size)][stat]
-                                          for x in space.latency_edges(macro, image_size)) for g in archs])
+        pred = np.array([base[stat] + sum(edges[key][stat] for key in keys) for keys in arch_keys])
         meas = np.array([timed[calibration_key(k)][stat] for k in range(calibration)])
         a, s = float((meas - pred).mean()) if calibration else 0.0, 1.0
         if calibration >= 3 and pred.std() > 0:
