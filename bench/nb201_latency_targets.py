@@ -29,13 +29,14 @@ if __package__ in (None, ""):  # run as a file: make the repo importable
     sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from bench import nb201_search  # noqa: E402
 from models.nb201 import PRIMITIVES, CellGenotype  # noqa: E402
 from models.nb201_space import NB201  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.latency_table import LatencyTable, edge_costs, fixed_ms  # noqa: E402
+from utils.latency_table import LatencyTable, group_costs  # noqa: E402
 from utils.nb201_table import NB201Table  # noqa: E402
 
 BAND = 0.05  # "equal latency": within +-5 % of the searched cell's prediction
@@ -62,11 +63,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def cell_latencies(table: LatencyTable) -> tuple[list[CellGenotype], np.ndarray]:
     """Every cell and its predicted latency (ms) in the table's network."""
-    macro = table.macro
-    costs = edge_costs(table, NB201, macro, PRIMITIVES, STAT).numpy()  # (6, 5)
-    fixed = fixed_ms(table, NB201, macro, stat=STAT)
     idx = np.array(list(itertools.product(range(len(PRIMITIVES)), repeat=6)))
-    lat = fixed + costs[np.arange(6)[None, :], idx].sum(1)
+    lat = group_costs(table, NB201, table.macro, PRIMITIVES, STAT).predict(torch.from_numpy(idx)).numpy()
     return [CellGenotype(tuple(PRIMITIVES[i] for i in row)) for row in idx], lat
 
 

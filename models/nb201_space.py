@@ -17,8 +17,9 @@ from .space import SpaceError
 
 
 # ---- latency-table keys of this space (the batch size is the table's); ops share tree-style edge keys
-def edge_key(op: str, channels: int, size: int) -> str:
-    return f"nb201-edge:{op}:c{channels}:{size}x{size}"
+def group_key(ops: Sequence[str], channels: int, size: int) -> str:
+    """The key of the ops of one input group (``ops``, in the group's edge order) on edges of that shape."""
+    return f"nb201-group:{'+'.join(ops)}:c{channels}:{size}x{size}"
 
 
 def cell_key(channels: int, size: int) -> str:
@@ -78,8 +79,8 @@ class NB201Space(SearchSpace):
                     (width, size, size), width, size)
         return list(out.values())
 
-    def edge_key(self, op: str, channels: int, size: int) -> str:
-        return edge_key(op, channels, size)
+    def group_key(self, ops: Sequence[str], channels: int, size: int) -> str:
+        return group_key(ops, channels, size)
 
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
         return [LatencyEdge(e, width, size) for kind, width, size in stage_plan(macro["C"], macro["N"], image_size)

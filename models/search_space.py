@@ -56,6 +56,17 @@ class LatencyEdge:
     size: int
 
 
+@dataclass(frozen=True)
+class LatencyGroup:
+    """The searchable edges of one cell / block that read one tensor (one of ``input_groups``), for a latency
+    table: the decisions they read, in the group's order, and their shape.  A table prices a group's ops
+    together, because ops that read one tensor do not cost the sum of their costs alone."""
+
+    decisions: tuple[int, ...]
+    channels: int
+    size: int
+
+
 class SearchSpace:
     """Base of the spaces (models/tree_space.py, models/nb201_space.py); see the module docstring."""
 
@@ -167,8 +178,22 @@ class SearchSpace:
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
         raise NotImplementedError
 
-    def edge_key(self, op: str, channels: int, size: int) -> str:
-        """The latency-table key of ``op`` on an edge of ``channels`` x ``size`` x ``size``."""
+    def latency_groups(self, macro: dict[str, int], image_size: int) -> list[LatencyGroup]:
+        """Every cell's / block's ``input_groups``, in network order (from ``latency_edges``, which lists the
+        edges cell by cell in the cell's edge order)."""
+        edges, per_cell = self.latency_edges(macro, image_size), sum(len(g) for g in self.input_groups)
+        assert len(edges) % per_cell == 0, (len(edges), per_cell)
+        out = []
+        for start in range(0, len(edges), per_cell):
+            cell = edges[start:start + per_cell]
+            for g in self.input_groups:
+                assert len({(cell[e].channels, cell[e].size) for e in g}) == 1  # a group reads one tensor
+                out.append(LatencyGroup(tuple(cell[e].decision for e in g), cell[g[0]].channels, cell[g[0]].size))
+        return out
+
+    def group_key(self, ops: Sequence[str], channels: int, size: int) -> str:
+        """The latency-table key of ``ops`` on the edges of one input group (in its order), each edge of
+        ``channels`` x ``size`` x ``size``."""
         raise NotImplementedError
 
     def describe_macro(self, macro: dict[str, int]) -> str:

@@ -18,8 +18,9 @@ from .space import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES,
 
 
 # ---- latency-table keys of this space (the batch size is the table's)
-def edge_key(op: str, channels: int, size: int, stride: int = 1) -> str:
-    return f"edge:{op}:c{channels}:{size}x{size}:s{stride}"
+def group_key(ops: Sequence[str], channels: int, size: int) -> str:
+    """The key of the ops of one input group (``ops``, in the group's edge order) on edges of that shape."""
+    return f"group:{'+'.join(ops)}:c{channels}:{size}x{size}"
 
 
 def block_key(spec: BlockSpec) -> str:
@@ -95,8 +96,8 @@ class TreeSpace(SearchSpace):
                     (spec.in_channels, spec.in_size, spec.in_size), spec.width, spec.out_size)
         return list(out.values())
 
-    def edge_key(self, op: str, channels: int, size: int) -> str:
-        return edge_key(op, channels, size)
+    def group_key(self, ops: Sequence[str], channels: int, size: int) -> str:
+        return group_key(ops, channels, size)
 
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
         return [LatencyEdge(spec.index * EDGES_PER_CELL + e, spec.width, spec.out_size)

@@ -1,4 +1,5 @@
 """Latency tables, the expected latency of the supernet, latency losses and rewards (utils/latency.py)."""
+import itertools
 import json
 import math
 
@@ -7,7 +8,7 @@ import torch
 
 import genotypes
 from models import build_supernet
-from models.space import EDGES_PER_CELL, PRIMITIVES, block_plan
+from models.space import PRIMITIVES
 from utils import latency as L
 from utils.checkpoint import save_genotype
 from utils import latency_table as T
@@ -37,16 +38,19 @@ def random_alphas(net, seed=1):
 
 
 def formula(net, table, pairs=None):
-    """E[LAT] written out edge by edge: fixed + sum_e sum_i p_i (LUT(op_i) - LUT(identity))."""
-    plan = block_plan(net.macro["B"], net.macro["F"])
+    """E[LAT] written out group by group: fixed + sum over the input groups (two edges that read one tensor)
+    sum_(i, j) p_a(i) p_b(j) (LUT(op_i + op_j) - LUT(identity + identity))."""
     total = torch.tensor(table.ms(T.fixed_key(TREE, net.macro, 10, 32)), dtype=torch.float64)
-    for k, m in enumerate(net.mixed_ops()):
-        spec = plan[k // EDGES_PER_CELL]
-        base = table.ms(T.edge_key("identity", spec.width, spec.out_size))
-        idx = list(range(len(net.candidates))) if pairs is None else list(pairs[k])
-        p = torch.softmax(net.alpha[m.decision, idx].double(), 0)
-        for j, i in enumerate(idx):
-            total = total + p[j] * (table.ms(T.edge_key(net.candidates[i], spec.width, spec.out_size)) - base)
+    groups = TREE.latency_groups(net.macro, 32)
+    assert len(groups) == len(net.mixed_ops()) // 2 and all(len(g.decisions) == 2 for g in groups)
+    for g in groups:
+        idx = [list(range(len(net.candidates))) if pairs is None else list(pairs[d]) for d in g.decisions]
+        p = [torch.softmax(net.alpha[d, ix].double(), 0) for d, ix in zip(g.decisions, idx)]
+        base = table.ms(TREE.group_key(("identity", "identity"), g.channels, g.size))
+        for a, i in enumerate(idx[0]):
+            for b, j in enumerate(idx[1]):
+                ops = (net.candidates[i], net.candidates[j])
+                total = total + p[0][a] * p[1][b] * (table.ms(TREE.group_key(ops, g.channels, g.size)) - base)
     return total
 
 
@@ -92,9 +96,9 @@ def test_latency_loss_moves_probability_to_cheapest_op():
     net = build_supernet(B, F)
     table = hand_table()
     # make sep_3x3 the cheapest op on every edge, by a clear margin
-    for spec in block_plan(B, F):
-        table.entries[T.edge_key("sep_3x3", spec.width, spec.out_size)]["median_ms"] = 0.0
-        table.entries[T.edge_key("identity", spec.width, spec.out_size)]["median_ms"] = 0.5
+    for g in TREE.latency_groups(MACRO, 32):
+        for ops in itertools.product(PRIMITIVES, repeat=2):
+            table.entries[TREE.group_key(ops, g.channels, g.size)]["median_ms"] = sum(op != "sep_3x3" for op in ops)
     model = O.LatencyModel(table, net)
     cheapest = net.candidates.index("sep_3x3")
     opt = torch.optim.Adam(net.arch_parameters(), lr=0.05, betas=(0.0, 0.999))
@@ -139,7 +143,7 @@ def test_predict_matches_expected_of_a_one_hot_supernet_and_indices():
 
 def test_table_for_another_configuration_is_refused_naming_the_key():
     table = hand_table(candidates=("sep_3x3", "identity"))
-    with pytest.raises(USER_ERRORS, match=r"lacks entry 'edge:sep_5x5:c16:32x32:s1'.*built for the tree space, B=1 F=64"):
+    with pytest.raises(USER_ERRORS, match=r"lacks entry 'group:sep_3x3\+sep_5x5:c16:32x32'.*built for the tree space, B=1 F=64"):
         O.LatencyModel(table, build_supernet(B, F))  # all 7 candidates
     with pytest.raises(USER_ERRORS, match=r"lacks entry 'fixed:tree:B2-F64:.*built for the tree space, B=1 F=64"):
         table.check(TREE, {"B": 2, "F": 64}, ("sep_3x3",))
@@ -150,7 +154,7 @@ def test_table_for_another_configuration_is_refused_naming_the_key():
     with pytest.raises(USER_ERRORS, match="batch size 1, not 32"):
         table.check(TREE, {"B": 1, "F": 64}, ("sep_3x3",), batch_size=32)
     table.check(TREE, {"B": 1, "F": 64}, ("sep_3x3",), batch_size=1)  # the configuration it was built for
-    with pytest.raises(USER_ERRORS, match="no entry 'edge:sep_7x7"):
+    with pytest.raises(USER_ERRORS, match="no entry 'group:sep_7x7\\+sep_7x7"):
         T.predict_genotype(table, genotypes.uniform(B, F, "sep_7x7"))
 
 
@@ -211,10 +215,10 @@ def test_build_table_on_cpu_and_command(tmp_path, capsys):
     timed = T.timed_keys(TREE, MACRO, cands, calibration=2)
     assert set(table.entries) == set(timed) | set(T.required_keys(TREE, MACRO, cands))  # identity: the baseline
     assert len(TREE.latency_contexts(MACRO, 32)) == 3  # B=1: one block, one edge shape, per stage
-    assert len(timed) == 1 + 3 * 3 + 2  # the network, the contexts x (identity + 2 ops), 2 calibration nets
+    assert len(timed) == 1 + 3 * 3 ** 2 + 2  # the network, the contexts x (identity + 2 ops) ** 2, 2 calibration nets
     assert all(table.entries[k]["median_ms"] > 0 and table.entries[k]["spread_ms"] >= 0
                and table.entries[k]["runs"] == 3 for k in timed)
-    assert table.entries[T.edge_key("identity", 16, 32)]["median_ms"] == 0.0
+    assert table.entries[TREE.group_key(("identity", "identity"), 16, 32)]["median_ms"] == 0.0
     m = table.meta
     assert (m["B"], m["F"], m["candidates"], m["batch_size"], m["threads"], m["backend"]) == \
         (B, F, list(cands), 2, 1, "cpu")
@@ -285,52 +289,87 @@ def test_most_probable_within_matches_brute_force():
     assert solved > 50
 
 
-def test_edge_entries_and_calibration_from_timings():
-    """An edge entry is (context with the op - context with the baseline) / timed edges; the calibration fits
-    measured = a + s * (baseline network + edges) on the calibration networks and folds a and s into the
-    fixed cost and the edges, so that a prediction stays a sum and reproduces networks that follow the fit."""
+def test_group_entries_and_calibration_from_timings():
+    """A group entry is (context with the ops on every group of their size - context with the baseline) /
+    those groups; the calibration fits measured = a + s * (baseline network + groups) on the calibration
+    networks and folds a and s into the fixed cost and the groups, so that a prediction stays a sum and
+    reproduces networks that follow the fit.  The costs are not additive in the ops of a group, as measured."""
     cands = ("sep_3x3", "max_pool_3x3")
+    ops3 = ("identity",) + cands
     contexts = TREE.latency_contexts(MACRO, 32)
-    n = len(T.timed_edges(TREE))
-    assert n == 6  # one edge of each of the 6 input groups of a block
+    n = T.groups_of_size(TREE, 2)
+    assert n == 6 and T.group_sizes(TREE) == [2]  # a block's 6 input groups, of two edges each
     g = torch.Generator().manual_seed(0)
-    cost = {(op, c.key): (0.0 if op == "identity" else float(torch.rand((), generator=g)))
-            for c in contexts for op in ("identity",) + cands}
-    timed = {T.context_key(op, c.key): {"median_ms": 1.0 + n * cost[op, c.key], "min_ms": 0.5 + n * cost[op, c.key],
-                                        "runs": 5} for c in contexts for op in ("identity",) + cands}
+    cost = {(c, ctx.key): (0.0 if c == ("identity", "identity") else float(torch.rand((), generator=g)))
+            for ctx in contexts for c in itertools.product(ops3, repeat=2)}  # a pair is not the sum of its ops
+    timed = {T.context_key(TREE, c, ctx.key): {"median_ms": 1.0 + n * cost[c, ctx.key],
+                                               "min_ms": 0.5 + n * cost[c, ctx.key], "runs": 5}
+             for ctx in contexts for c in itertools.product(ops3, repeat=2)}
+    assert len(timed) == len(contexts) * 9  # the baseline pair's key is the baseline context's
     timed[TREE.network_key(MACRO, 10, 32)] = {"median_ms": 10.0, "min_ms": 9.0, "runs": 5}
-    edges = T.edge_entries(TREE, MACRO, cands, timed)
-    for c in contexts:
-        for op in ("identity",) + cands:
-            e = edges[T.edge_key(op, c.channels, c.size)]
-            assert e["median_ms"] == pytest.approx(cost[op, c.key]) and e["min_ms"] == pytest.approx(cost[op, c.key])
+    groups = T.group_entries(TREE, MACRO, cands, timed)
+    for ctx in contexts:
+        for c in itertools.product(ops3, repeat=2):
+            e = groups[TREE.group_key(c, ctx.channels, ctx.size)]
+            assert e["median_ms"] == pytest.approx(cost[c, ctx.key]) and e["min_ms"] == pytest.approx(cost[c, ctx.key])
     archs = T.calibration_architectures(TREE, MACRO, cands, 4)
     shape_key = {(c.channels, c.size): c.key for c in contexts}
 
-    def additive(arch):
+    def by_groups(arch):
         ops = TREE.ops_of(arch)
-        return sum(cost[ops[e.decision], shape_key[e.channels, e.size]] for e in TREE.latency_edges(MACRO, 32))
+        return sum(cost[tuple(ops[d] for d in grp.decisions), shape_key[grp.channels, grp.size]]
+                   for grp in TREE.latency_groups(MACRO, 32))
 
     for k, arch in enumerate(archs):  # the networks run 0.5 ms + 1.1 x what the contexts add up to
-        timed[T.calibration_key(k)] = {"median_ms": 0.5 + 1.1 * (10.0 + additive(arch)), "min_ms": 9.0 + additive(arch),
-                                       "runs": 5}
-    fixed, scaled = T.calibrate(TREE, MACRO, cands, timed, edges, 4, 10, 32)
+        timed[T.calibration_key(k)] = {"median_ms": 0.5 + 1.1 * (10.0 + by_groups(arch)),
+                                       "min_ms": 9.0 + by_groups(arch), "runs": 5}
+    fixed, scaled = T.calibrate(TREE, MACRO, cands, timed, groups, 4, 10, 32)
     assert fixed["scale"] == pytest.approx(1.1) and fixed["median_ms"] == pytest.approx(0.5 + 11.0)
-    assert fixed["min_ms"] == pytest.approx(9.0)  # min_ms followed the additive model: nothing to correct
+    assert fixed["min_ms"] == pytest.approx(9.0)  # min_ms followed the model: nothing to correct
     assert max(abs(r) for r in fixed["calibration_residuals_ms"]) < 1e-9
     table = T.LatencyTable({**scaled, T.fixed_key(TREE, MACRO, 10, 32): fixed},
                            {"space": "tree", "macro": MACRO, "candidates": list(cands)})
-    other = T.random_architectures(TREE, MACRO, 3, 0.3, seed=5, ops=("identity",) + cands)
+    other = T.random_architectures(TREE, MACRO, 3, 0.3, seed=5, ops=ops3)
     for arch in other:  # a network that was not among the calibration ones, predicted as the fit says
-        assert T.predict_genotype(table, arch) == pytest.approx(0.5 + 1.1 * (10.0 + additive(arch)))
+        assert T.predict_genotype(table, arch) == pytest.approx(0.5 + 1.1 * (10.0 + by_groups(arch)))
+    # the search's view of the same table: GroupCosts.predict and the expectation of a one-hot distribution
+    costs = T.group_costs(table, TREE, MACRO, ops3)
+    idx = torch.tensor([[ops3.index(op) for op in TREE.ops_of(a)] for a in other])
+    assert costs.predict(idx).tolist() == pytest.approx([T.predict_genotype(table, a) for a in other])
+    onehot = torch.nn.functional.one_hot(idx[0], 3).double()
+    assert float(costs.expected(onehot)) == pytest.approx(T.predict_genotype(table, other[0]))
     # fewer than 3 networks: the mean residual only; none: the baseline network
-    fixed2, scaled2 = T.calibrate(TREE, MACRO, cands, timed, edges, 2, 10, 32)
-    assert fixed2["scale"] == 1.0 and scaled2 == edges
-    assert fixed2["median_ms"] == pytest.approx(10.0 + sum(0.5 + 0.1 * (10.0 + additive(a)) for a in archs[:2]) / 2)
-    assert T.calibrate(TREE, MACRO, cands, timed, edges, 0, 10, 32)[0]["median_ms"] == 10.0
+    fixed2, scaled2 = T.calibrate(TREE, MACRO, cands, timed, groups, 2, 10, 32)
+    assert fixed2["scale"] == 1.0 and scaled2 == groups
+    assert fixed2["median_ms"] == pytest.approx(10.0 + sum(0.5 + 0.1 * (10.0 + by_groups(a)) for a in archs[:2]) / 2)
+    assert T.calibrate(TREE, MACRO, cands, timed, groups, 0, 10, 32)[0]["median_ms"] == 10.0
     # the calibration networks span mixtures: not all alike, and only the candidates (and the baseline) appear
     assert len({TREE.ops_of(a) for a in archs}) == 4
-    assert {op for a in archs for op in TREE.ops_of(a)} <= {"identity", *cands}
+    assert {op for a in archs for op in TREE.ops_of(a)} <= set(ops3)
+
+
+def test_nb201_groups_of_three_two_and_one_edge():
+    """NAS-Bench-201's cell: node 0 feeds edges (0, 1, 3), node 1 (2, 4), node 2 edge 5; a context puts an
+    assignment on the group of its size, and the expected latency of the shared decisions is exact."""
+    from models.nb201_space import NB201
+    macro = NB201.macro({"C": 4, "N": 1})
+    assert T.group_sizes(NB201) == [3, 2, 1]
+    assert T.context_ops(NB201, ("avg_pool_3x3", "none", "nor_conv_1x1")) == \
+        ["avg_pool_3x3", "none", "skip_connect", "nor_conv_1x1", "skip_connect", "skip_connect"]
+    assert T.context_ops(NB201, ("none",)) == ["skip_connect"] * 5 + ["none"]
+    cands = ("none", "avg_pool_3x3")
+    keys = T.required_keys(NB201, macro, cands)
+    assert len(keys) == 1 + 3 * (27 + 9 + 3)  # fixed; 3 shapes x 3 ops ** (3, 2, 1)
+    g = torch.Generator().manual_seed(1)
+    table = T.LatencyTable({k: {"median_ms": float(torch.rand((), generator=g))} for k in keys},
+                           {"space": "nb201", "macro": macro})
+    costs = T.group_costs(table, NB201, macro, cands)
+    p = torch.softmax(torch.randn(6, 2, generator=g, dtype=torch.float64), 1)
+    brute = 0.0
+    for x in itertools.product(range(2), repeat=6):
+        cell = NB201.genotype_from_ops([cands[i] for i in x], macro)
+        brute += float(torch.prod(p[torch.arange(6), torch.tensor(x)])) * T.predict_genotype(table, cell)
+    assert float(costs.expected(p)) == pytest.approx(brute, rel=1e-9)
 
 
 @pytest.mark.parametrize("space_name", ["tree", "nb201"])
@@ -357,13 +396,17 @@ def test_input_groups_are_the_edges_that_read_one_tensor(space_name):
             assert same == (group_of[a] == group_of[b]), (a, b)
 
 
-def test_contexts_put_the_op_on_one_edge_per_group_and_cover_every_shape():
+def test_contexts_put_the_ops_on_every_group_and_cover_every_shape():
     for macro in ({"B": 2, "F": 96}, {"B": 1, "F": 64}):
         contexts = TREE.latency_contexts(macro, 32)
-        assert [(c.channels, c.size) for c in contexts] == T.edge_shapes(TREE, macro, 32)
-    block = contexts[0].build(T.context_ops(TREE, "max_pool_3x3"))
+        assert [(2, c.channels, c.size) for c in contexts] == T.group_shapes(TREE, macro, 32)
+    block = contexts[0].build(T.context_ops(TREE, ("max_pool_3x3", "sep_3x3")))
+    kinds = [type(e).__name__ for e in block.cell.edges]
     pools = [i for i, e in enumerate(block.cell.edges) if isinstance(e, torch.nn.MaxPool2d)]
-    assert pools == list(T.timed_edges(TREE)) == [0, 1, 4, 6, 7, 10]
+    assert pools == [grp[0] for grp in TREE.input_groups] == [0, 1, 4, 6, 7, 10]
+    assert {kinds[grp[1]] for grp in TREE.input_groups} == {kinds[3]} and kinds[3] not in ("MaxPool2d", "Identity")
+    assert T.configs(TREE, ("sep_3x3",), 2) == [("identity", "identity"), ("sep_3x3", "sep_3x3"),
+                                                ("sep_3x3", "identity"), ("identity", "sep_3x3")]
 
 
 def test_as_trained_gives_every_batchnorm_its_own_values():

@@ -189,18 +189,18 @@ def test_expected_latency_of_a_one_hot_alpha_is_the_cells_prediction():
                         progress=False)
     net = SuperNet(NB201, {"C": 4, "N": 1})
     model = LatencyModel(table, net)
-    assert model.costs.shape == (6, 5)
+    assert [tuple(model.costs.costs[k].shape) for k in (1, 2, 3)] == [(1, 5), (1, 25), (1, 125)]
     idx = [PRIMITIVES.index(op) for op in MIXED.ops]
     with torch.no_grad():
         net.alpha.fill_(-60.0)
         net.alpha[torch.arange(6), idx] = 60.0
     assert float(model.expected(net).detach()) == pytest.approx(model.predict(MIXED), rel=1e-6)
-    # by hand: the fixed cost + each edge's op less skip, for each of the 3 cells
+    # by hand: the fixed cost + each input group's ops less skips, for each of the 3 cells
     from utils.latency_table import fixed_key
     total = table.ms(fixed_key(NB201, {"C": 4, "N": 1}, 10, 32))
-    for e in NB201.latency_edges({"C": 4, "N": 1}, 32):
-        total += table.ms(NB201.edge_key(MIXED.ops[e.decision], e.channels, e.size)) - \
-            table.ms(NB201.edge_key("skip_connect", e.channels, e.size))
+    for g in NB201.latency_groups({"C": 4, "N": 1}, 32):
+        total += table.ms(NB201.group_key(tuple(MIXED.ops[d] for d in g.decisions), g.channels, g.size)) - \
+            table.ms(NB201.group_key(("skip_connect",) * len(g.decisions), g.channels, g.size))
     assert model.predict(MIXED) == pytest.approx(total, rel=1e-9)
 
 

@@ -187,11 +187,12 @@ def test_latency_table_for_48px_and_3_classes_predicts_measured_networks():
     from models import build_net
     from utils.latency import assemble, measure, table_items, table_meta
     from utils.latency_table import predict_genotype, random_architectures
-    sizes = {32: 10, 48: 3}
-    nets = random_architectures(TREE, {"B": 1, "F": 64}, 4, 0.3, 0)
+    sizes, cands = {32: 10, 48: 3}, ("sep_3x3", "max_pool_3x3")  # two ops and the baseline: 9 pairs per shape
+    nets = random_architectures(TREE, {"B": 1, "F": 64}, 4, 0.3, 0, ops=cands + ("identity",))
     items = []
     for size, classes in sizes.items():
-        entries = table_items(TREE, {"B": 1, "F": 64}, batch_size=1, num_classes=classes, image_size=size)
+        entries = table_items(TREE, {"B": 1, "F": 64}, cands, batch_size=1, num_classes=classes, image_size=size,
+                              calibration=4)
         # networks read S pixels, the blocks timed as contexts S (stages 1, 2: the stride-2 block reads S) and S/2
         assert {x.shape[-1] for _, _, x in entries} == {size, size // 2}
         with torch.no_grad():
@@ -204,8 +205,8 @@ def test_latency_table_for_48px_and_3_classes_predicts_measured_networks():
     for size, classes in sizes.items():
         entries = {k.split("/", 1)[1]: v for k, v in timed.items() if k.startswith(f"{size}/")}
         meas = np.array([entries.pop(f"net{i}")["cpu_median_ms"] for i in range(len(nets))])
-        table = assemble(TREE, {"B": 1, "F": 64}, None, entries,
-                         table_meta(TREE, {"B": 1, "F": 64}, TREE.primitives, 1, "cpu", 1, 2, 15, 0.0, classes, size))
+        table = assemble(TREE, {"B": 1, "F": 64}, cands, entries,
+                         table_meta(TREE, {"B": 1, "F": 64}, cands, 1, "cpu", 1, 2, 15, 0.0, classes, size, 4))
         assert table.image_size == size and table.num_classes == classes
         ratio = np.array([predict_genotype(table, g, stat="cpu_median_ms") for g in nets]) / meas
         assert ((ratio > 1 / 3) & (ratio < 3)).all(), (size, ratio)

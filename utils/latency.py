@@ -42,8 +42,8 @@ from utils.device import device_name
 from utils.errors import UserError, run_cli
 from utils.faults import WriteError, check_writable
 from utils.latency_table import (SPREAD, LatencyError, LatencyTable, calibration_architectures, calibration_key,
-                                 context_key, context_ops, edge_entries, calibrate, fixed_key, predict_genotype,
-                                 timed_keys, with_baseline)
+                                 configs, context_key, context_ops, group_entries, group_sizes, calibrate, fixed_key,
+                                 predict_genotype, timed_keys)
 from utils.space_args import add_space_flags, resolve_space
 
 BACKENDS = ("cpu", "cuda", "onnxruntime")
@@ -78,16 +78,17 @@ def parts_for(space: SearchSpace, macro: dict, candidates: Sequence[str] | None 
               num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, calibration: int = 0) -> list[Part]:
     """The modules a table times (utils/latency_table.py says why), built with the project's own classes
     so that a table measures exactly the layers the networks run: the whole baseline network, each
-    context with the baseline and with every candidate on its timed edges, the calibration networks."""
+    context with the baseline and with every assignment of ops to its input groups of each size, the
+    calibration networks."""
     macro = space.macro(macro)
     key = space.network_key(macro, num_classes, image_size)
     parts = {key: Part(key, as_trained(space.baseline_network(macro, num_classes, image_size)),
                        (3, image_size, image_size))}
     for ctx in space.latency_contexts(macro, image_size):
-        for op in [space.baseline_op] + with_baseline(space, candidates):
-            key = context_key(op, ctx.key)
+        for config in (c for k in group_sizes(space) for c in configs(space, candidates, k)):
+            key = context_key(space, config, ctx.key)
             if key not in parts:
-                parts[key] = Part(key, as_trained(ctx.build(context_ops(space, op)), len(parts)), ctx.in_shape)
+                parts[key] = Part(key, as_trained(ctx.build(context_ops(space, config)), len(parts)), ctx.in_shape)
     for k, g in enumerate(calibration_architectures(space, macro, candidates, calibration)):
         parts[calibration_key(k)] = Part(calibration_key(k), as_trained(space.derived(g, macro, num_classes, image_size),
                                                                          len(parts)), (3, image_size, image_size))
@@ -255,9 +256,10 @@ def table_meta(space: SearchSpace, macro: dict, candidates: Sequence[str], batch
         "num_classes": num_classes, "image_size": image_size,
         "warmup": warmup, "repeats": repeats, "min_run_ms": min_run_ms, "spread": SPREAD,
         "calibration": calibration,
-        "model": f"fixed + sum over edges [edge(op) - edge({space.baseline_op})]; edge(op) = scale * (context(op) - "
-                 f"context({space.baseline_op})) / timed edges; fixed = a + scale * network({space.baseline_op} "
-                 f"everywhere); a, scale fitted on {calibration} calibration networks",
+        "model": f"fixed + sum over input groups [group(ops) - group({space.baseline_op}s)]; group(ops) = scale * "
+                 f"(context(ops on every group of their size) - context({space.baseline_op})) / those groups; "
+                 f"fixed = a + scale * network({space.baseline_op} everywhere); a, scale fitted on {calibration} "
+                 f"calibration networks",
     }
     if device == "onnxruntime":
         import onnxruntime
@@ -289,11 +291,11 @@ def build_table(space: SearchSpace, macro: dict, candidates: Sequence[str] | Non
 def assemble(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
              meta: dict) -> LatencyTable:
     """The table of ``timed`` (the entries of table_items, as measured, with the settings in ``meta``):
-    those, the edge entries and the fixed cost."""
+    those, the group entries and the fixed cost."""
     size, classes = meta["image_size"], meta["num_classes"]
-    fixed, edges = calibrate(space, macro, candidates, timed, edge_entries(space, macro, candidates, timed, size),
-                             meta["calibration"], classes, size)
-    return LatencyTable({**timed, **edges, fixed_key(space, space.macro(macro), classes, size): fixed}, meta)
+    fixed, groups = calibrate(space, macro, candidates, timed, group_entries(space, macro, candidates, timed, size),
+                              meta["calibration"], classes, size)
+    return LatencyTable({**timed, **groups, fixed_key(space, space.macro(macro), classes, size): fixed}, meta)
 
 
 # ------------------------------------------------------------------ command line

@@ -25,6 +25,7 @@ differentiable expected latency is in utils/objective.py.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -38,11 +39,14 @@ import torch
 from models.search_space import SearchSpace
 from models.space import IMAGE_SIZE, NUM_CLASSES
 from models.spaces import get_space, space_of
-from models.tree_space import edge_key  # noqa: F401  (the tree space's edge keys, for callers)
 from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
 
-TABLE_FORMAT = "proxylessnas-latency-table/2"  # /1: parts and ops timed alone (stem + blocks + head + edges)
+TABLE_FORMAT = "proxylessnas-latency-table/3"
+OLD_FORMATS = {  # what older tables held, for the error that asks to build them again
+    "proxylessnas-latency-table/1": "parts and ops timed one by one, up to 35 % off on onnxruntime",
+    "proxylessnas-latency-table/2": "one cost per op and edge, blind to ops that read one tensor together",
+}
 SPREAD = "iqr"  # what "spread_ms" holds: 75th minus 25th percentile of the timed runs
 STATS = ("median_ms", "min_ms", "cpu_median_ms")  # the statistics a prediction can add up
 
@@ -51,32 +55,50 @@ class LatencyError(UserError):
     """A table that cannot be read or does not cover the space asked for, or bad profiling settings."""
 
 
-def edge_shapes(space: SearchSpace, macro: dict, image_size: int) -> list[tuple[int, int]]:
-    """The distinct (channels, size) of the network's searchable edges, in network order."""
-    return list(dict.fromkeys((e.channels, e.size) for e in space.latency_edges(macro, image_size)))
+def group_shapes(space: SearchSpace, macro: dict, image_size: int) -> list[tuple[int, int, int]]:
+    """The distinct (group size, channels, map size) of the network's input groups, in network order."""
+    return list(dict.fromkeys((len(g.decisions), g.channels, g.size) for g in space.latency_groups(macro, image_size)))
 
 
 def with_baseline(space: SearchSpace, candidates: Sequence[str] | None) -> list[str]:
-    """The candidates (None: all the space's ops), checked, and the baseline op: edge costs are relative to it."""
+    """The candidates (None: all the space's ops), checked, and the baseline op: costs are relative to it."""
     ops = list(space.check_candidates(space.primitives if candidates is None else candidates))
     return ops if space.baseline_op in ops else ops + [space.baseline_op]
 
 
-def context_key(op: str, context: str) -> str:
-    """The key of the timing of the part ``context`` with ``op`` on its timed edges (the baseline elsewhere)."""
-    return f"context:{op}:{context}"
+def group_sizes(space: SearchSpace) -> list[int]:
+    """The sizes of the space's input groups (tree: [2]; NAS-Bench-201: [3, 2, 1])."""
+    return list(dict.fromkeys(len(g) for g in space.input_groups))
 
 
-def timed_edges(space: SearchSpace) -> tuple[int, ...]:
-    """The edges of a cell / block that carry the op being timed: the first of each input group (two
-    edges that read one tensor compute an identical parameter-free op once in onnxruntime)."""
-    return tuple(g[0] for g in space.input_groups)
+def configs(space: SearchSpace, candidates: Sequence[str] | None, k: int) -> list[tuple[str, ...]]:
+    """Every assignment of ops (the candidates and the baseline) to the k edges of a group, the baseline's first."""
+    ops = with_baseline(space, candidates)
+    base = (space.baseline_op,) * k
+    return [base] + [c for c in itertools.product(ops, repeat=k) if c != base]
 
 
-def context_ops(space: SearchSpace, op: str) -> list[str]:
-    """One op per edge of a cell / block: ``op`` on the timed edges, the baseline elsewhere."""
-    timed = set(timed_edges(space))
-    return [op if e in timed else space.baseline_op for e in range(sum(len(g) for g in space.input_groups))]
+def context_key(space: SearchSpace, config: Sequence[str], context: str) -> str:
+    """The key of the timing of the part ``context`` with ``config`` on every input group of its size and the
+    baseline elsewhere (the baseline everywhere: one key, whatever the size)."""
+    config = tuple(config)
+    if all(op == space.baseline_op for op in config):
+        return f"context:{space.baseline_op}:{context}"
+    return f"context:{'+'.join(config)}:{context}"
+
+
+def context_ops(space: SearchSpace, config: Sequence[str]) -> list[str]:
+    """One op per edge of a cell / block: ``config`` on every input group of its size, the baseline elsewhere."""
+    out = [space.baseline_op] * sum(len(g) for g in space.input_groups)
+    for g in space.input_groups:
+        if len(g) == len(config):
+            for e, op in zip(g, config):
+                out[e] = op
+    return out
+
+
+def groups_of_size(space: SearchSpace, k: int) -> int:
+    return sum(len(g) == k for g in space.input_groups)
 
 
 def fixed_key(space: SearchSpace, macro: dict, num_classes: int, image_size: int) -> str:
@@ -114,69 +136,74 @@ def calibration_architectures(space: SearchSpace, macro: dict, candidates: Seque
 
 def required_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
                   num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> list[str]:
-    """The keys a prediction reads for ``candidates`` (None: all): the fixed cost, then every edge entry
+    """The keys a prediction reads for ``candidates`` (None: all): the fixed cost, then every group entry
     (the baseline's included), in network order, without repeats."""
     macro = space.macro(macro)  # a bad size raises models.space.SpaceError
-    ops = with_baseline(space, candidates)
     keys = [fixed_key(space, macro, num_classes, image_size)]
-    keys += [space.edge_key(op, c, size) for c, size in edge_shapes(space, macro, image_size) for op in ops]
+    keys += [space.group_key(c, ch, size) for k, ch, size in group_shapes(space, macro, image_size)
+             for c in configs(space, candidates, k)]
     return list(dict.fromkeys(keys))
 
 
 def timed_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | None = None,
                num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE, calibration: int = 0) -> list[str]:
     """The keys a table build times: the baseline network, each context with the baseline and with every
-    candidate, then the calibration networks."""
+    assignment of ops to the groups of each size, then the calibration networks."""
     macro = space.macro(macro)
-    ops = with_baseline(space, candidates)
     keys = [space.network_key(macro, num_classes, image_size)]
     for ctx in space.latency_contexts(macro, image_size):
-        keys += [context_key(op, ctx.key) for op in [space.baseline_op] + ops]
+        keys += [context_key(space, c, ctx.key) for k in group_sizes(space) for c in configs(space, candidates, k)]
     keys += [calibration_key(k) for k in range(calibration)]
     return list(dict.fromkeys(keys))
 
 
-def edge_entries(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
-                 image_size: int = IMAGE_SIZE) -> dict[str, dict]:
-    """The edge entries from the context timings: (part with op on its timed edges - the part with the
-    baseline there) / timed edges, for every statistic; the spread is the two spreads' sum / timed edges
-    (an upper bound).  The baseline's entry is 0."""
+def group_entries(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
+                  image_size: int = IMAGE_SIZE) -> dict[str, dict]:
+    """The group entries from the context timings: (part with the ops on every group of their size - the
+    part with the baseline there) / those groups, for every statistic; the spread is the two spreads' sum /
+    those groups (an upper bound).  The baseline's entry is 0."""
     out = {}
-    ops, n = with_baseline(space, candidates), len(timed_edges(space))
     for ctx in space.latency_contexts(space.macro(macro), image_size):
-        base = timed[context_key(space.baseline_op, ctx.key)]
-        for op in ops:
-            got = timed[context_key(op, ctx.key)]
-            e = {"from": [context_key(op, ctx.key), context_key(space.baseline_op, ctx.key)], "edges": n,
-                 "runs": got["runs"]}
-            for stat in (s for s in STATS if s in got and s in base):
-                e[stat] = 0.0 if op == space.baseline_op else (got[stat] - base[stat]) / n
-            for sp in (s for s in ("spread_ms", "cpu_spread_ms") if s in got and s in base):
-                e[sp] = 0.0 if op == space.baseline_op else (got[sp] + base[sp]) / n
-            out[space.edge_key(op, ctx.channels, ctx.size)] = e
+        base_key = context_key(space, (space.baseline_op,), ctx.key)
+        base = timed[base_key]
+        for k in group_sizes(space):
+            n = groups_of_size(space, k)
+            for i, c in enumerate(configs(space, candidates, k)):
+                got = timed[context_key(space, c, ctx.key)]
+                e = {"from": [context_key(space, c, ctx.key), base_key], "groups": n, "runs": got["runs"]}
+                for stat in (s for s in STATS if s in got and s in base):
+                    e[stat] = 0.0 if i == 0 else (got[stat] - base[stat]) / n
+                for sp in (s for s in ("spread_ms", "cpu_spread_ms") if s in got and s in base):
+                    e[sp] = 0.0 if i == 0 else (got[sp] + base[sp]) / n
+                out[space.group_key(c, ctx.channels, ctx.size)] = e
     return out
 
 
+def network_group_keys(space: SearchSpace, macro: dict, genotype, image_size: int) -> list[str]:
+    """The group entries a genotype's network adds up, one per input group of every cell / block."""
+    ops = space.ops_of(genotype)
+    return [space.group_key(tuple(ops[d] for d in g.decisions), g.channels, g.size)
+            for g in space.latency_groups(macro, image_size)]
+
+
 def calibrate(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
-              edges: dict[str, dict], calibration: int, num_classes: int, image_size: int) -> tuple[dict, dict]:
-    """The fixed cost and the edges' scale, fitted on the calibration networks: measured = a + s * (the
-    baseline network + their edges' costs), least squares per statistic; fixed = a + s * baseline network,
-    and every edge entry is multiplied by s, so a prediction stays a sum over edges.  Why: ops timed one
-    context at a time add up to 4-6 % less than networks that mix them (memory layouts and caches change
-    between neighbouring ops; at batch 32 in torch an op in a whole network also runs ~6 % slower than in
-    a block timed alone).  Fewer than 3 calibration networks: the mean residual only (s = 1); none: the
-    baseline network.  Returns (the fixed entry, the edge entries scaled)."""
+              groups: dict[str, dict], calibration: int, num_classes: int, image_size: int) -> tuple[dict, dict]:
+    """The fixed cost and the groups' scale, fitted on the calibration networks: measured = a + s * (the
+    baseline network + their groups' costs), least squares per statistic; fixed = a + s * baseline network,
+    and every group entry is multiplied by s, so a prediction stays a sum over groups.  Why: ops timed one
+    context at a time add up to less than networks that mix them (memory layouts and caches change between
+    neighbouring ops; at batch 32 in torch an op in a whole network also runs ~6 % slower than in a block
+    timed alone).  Fewer than 3 calibration networks: the mean residual only (s = 1); none: the baseline
+    network.  Returns (the fixed entry, the group entries scaled)."""
     macro = space.macro(macro)
     net_key = space.network_key(macro, num_classes, image_size)
     base = timed[net_key]
     archs = calibration_architectures(space, macro, candidates, calibration)
     fixed = {"from": [net_key] + [calibration_key(k) for k in range(calibration)], "runs": base["runs"]}
     scale = {}
-    network_edges = space.latency_edges(macro, image_size)
-    arch_keys = [[space.edge_key(ops[x.decision], x.channels, x.size) for x in network_edges]
-                 for ops in map(space.ops_of, archs)]  # each calibration network's edge entries, once for all stats
+    arch_keys = [network_group_keys(space, macro, g, image_size) for g in archs]  # once for all statistics
     for stat in (s for s in STATS if s in base and all(s in timed[calibration_key(k)] for k in range(calibration))):
-        pred = np.array([base[stat] + sum(edges[key][stat] for key in keys) for keys in arch_keys])
+        pred = np.array([base[stat] + sum(groups[key][stat] for key in keys) for keys in arch_keys])
         meas = np.array([timed[calibration_key(k)][stat] for k in range(calibration)])
         a, s = float((meas - pred).mean()) if calibration else 0.0, 1.0
         if calibration >= 3 and pred.std() > 0:
@@ -184,7 +211,7 @@ def calibrate(space: SearchSpace, macro: dict, candidates: Sequence[str] | None,
         fixed[stat], scale[stat] = a + s * base[stat], s
         if stat == "median_ms":
             fixed["scale"], fixed["calibration_residuals_ms"] = s, (meas - (a + s * pred)).tolist()
-    scaled = {k: {**e, **{st: e[st] * scale[st] for st in scale if st in e}} for k, e in edges.items()}
+    scaled = {k: {**e, **{st: e[st] * scale[st] for st in scale if st in e}} for k, e in groups.items()}
     return fixed, scaled
 
 
@@ -254,9 +281,9 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, d, where: str = "latency table") -> "LatencyTable":
-        if isinstance(d, dict) and d.get("format") == "proxylessnas-latency-table/1":
-            raise LatencyError(f"{where} was built by an older version of this project (format /1: parts and ops "
-                               f"timed one by one, up to 35 % off on onnxruntime); build it again with "
+        if isinstance(d, dict) and d.get("format") in OLD_FORMATS:
+            raise LatencyError(f"{where} was built by an older version of this project (format "
+                               f"{d['format'].rsplit('/', 1)[1]}: {OLD_FORMATS[d['format']]}); build it again with "
                                f"`python -m utils.latency build` and the same flags")
         if not isinstance(d, dict) or d.get("format") != TABLE_FORMAT:
             raise LatencyError(f"{where} is not a latency table (expected a JSON object with "
@@ -297,18 +324,90 @@ def fixed_ms(table: LatencyTable, space: SearchSpace, macro: dict, num_classes: 
     return table.ms(fixed_key(space, space.macro(macro), num_classes, image_size), stat)
 
 
-def edge_costs(table: LatencyTable, space: SearchSpace, macro: dict, candidates: Sequence[str],
-               stat: str = "median_ms", image_size: int | None = None) -> torch.Tensor:
-    """(decisions, N) ms: the cost of each candidate for each decision, relative to the baseline op, summed
-    over the edges that read the decision (NAS-Bench-201: the decision's edge in all 3N cells)."""
+class GroupCosts:
+    """A table's costs for one network as the search reads them: ``fixed`` ms plus, for each distinct tuple of
+    decisions that form an input group, the cost of every assignment of candidates to them (relative to the
+    baseline's, summed over the cells / blocks whose group reads those decisions: NAS-Bench-201 shares its 6
+    decisions among all 3N cells).  The tuples partition the decisions, so an architecture's latency is a sum
+    of one entry per tuple and its expectation under independent decisions a sum of multilinear forms.
+
+    Held by size k of the group: ``decisions[k]`` (G, k) long, ``costs[k]`` (G, N**k) float64, the flat index of
+    an assignment (c_1..c_k) being sum_j c_j N**(k-j) (row-major).
+    """
+
+    def __init__(self, fixed: float, groups: dict[tuple[int, ...], torch.Tensor], num_decisions: int, n: int):
+        self.fixed, self.n, self.num_decisions = float(fixed), n, num_decisions
+        seen = [d for g in groups for d in g]
+        assert sorted(seen) == list(range(num_decisions)), "the groups must partition the decisions"
+        self.decisions: dict[int, torch.Tensor] = {}
+        self.costs: dict[int, torch.Tensor] = {}
+        for k in sorted({len(g) for g in groups}):
+            tuples = [g for g in groups if len(g) == k]
+            self.decisions[k] = torch.tensor(tuples, dtype=torch.long).reshape(len(tuples), k)
+            self.costs[k] = torch.stack([groups[g].reshape(-1) for g in tuples]).double()
+        self._on: dict[tuple, dict[int, torch.Tensor]] = {}
+
+    def _costs_on(self, device, dtype) -> dict[int, torch.Tensor]:
+        key = (str(device), dtype)
+        if key not in self._on:
+            self._on[key] = {k: c.to(device=device, dtype=dtype) for k, c in self.costs.items()}
+        return self._on[key]
+
+    def expected(self, p: torch.Tensor) -> torch.Tensor:
+        """fixed + the expected cost when decision d takes candidate i with probability p[d, i], independently
+        (differentiable in p): each group's cost contracted with its decisions' distributions, last edge first."""
+        total = p.new_tensor(self.fixed)
+        for k, costs in self._costs_on(p.device, p.dtype).items():
+            dec = self.decisions[k].to(p.device)
+            t = costs
+            for j in reversed(range(k)):
+                t = (t.reshape(t.shape[0], -1, self.n) * p[dec[:, j]][:, None, :]).sum(-1)
+            total = total + t.sum()
+        return total
+
+    def flat(self, k: int, idx: torch.Tensor) -> torch.Tensor:
+        """(M, G) flat assignment index of each size-k group in each of M architectures ((M, D) indices)."""
+        dec = self.decisions[k]
+        out = torch.zeros(idx.shape[0], dec.shape[0], dtype=torch.long)
+        for j in range(k):
+            out = out * self.n + idx[:, dec[:, j]]
+        return out
+
+    def predict(self, idx: torch.Tensor) -> torch.Tensor:
+        """(M,) float64 ms of M architectures given as (M, D) candidate indices."""
+        idx = torch.as_tensor(idx, dtype=torch.long).cpu()
+        if idx.dim() != 2 or idx.shape[1] != self.num_decisions:
+            raise LatencyError(f"need one index per decision ({self.num_decisions}) per architecture, got shape "
+                               f"{tuple(idx.shape)}")
+        total = torch.full((idx.shape[0],), self.fixed, dtype=torch.float64)
+        for k, costs in self.costs.items():
+            total += costs.gather(1, self.flat(k, idx).T).sum(0)
+        return total
+
+    def cheapest(self) -> list[int]:
+        """The indices of the fastest architecture."""
+        out = [0] * self.num_decisions
+        for k, costs in self.costs.items():
+            for dec, best in zip(self.decisions[k].tolist(), costs.argmin(1).tolist()):
+                for j, d in enumerate(dec):
+                    out[d] = best // self.n ** (k - 1 - j) % self.n
+        return out
+
+
+def group_costs(table: LatencyTable, space: SearchSpace, macro: dict, candidates: Sequence[str],
+                stat: str = "median_ms", image_size: int | None = None, num_classes: int | None = None) -> GroupCosts:
+    """The table's fixed cost and group costs for the network of ``macro`` over ``candidates`` (in this order)."""
     macro = space.macro(macro)
-    edges = space.latency_edges(macro, image_size or table.image_size)
-    costs = torch.zeros(len(space.decision_names(macro)), len(candidates), dtype=torch.float64)
-    for e in edges:
-        base = table.ms(space.edge_key(space.baseline_op, e.channels, e.size), stat)
-        costs[e.decision] += torch.tensor([table.ms(space.edge_key(op, e.channels, e.size), stat) - base
-                                           for op in candidates], dtype=torch.float64)
-    return costs
+    n, groups = len(candidates), {}
+    for g in space.latency_groups(macro, image_size or table.image_size):
+        k = len(g.decisions)
+        base = table.ms(space.group_key((space.baseline_op,) * k, g.channels, g.size), stat)
+        cost = torch.tensor([table.ms(space.group_key(c, g.channels, g.size), stat) - base
+                             for c in itertools.product(candidates, repeat=k)], dtype=torch.float64)
+        groups[g.decisions] = groups[g.decisions] + cost if g.decisions in groups else cost
+    return GroupCosts(fixed_ms(table, space, macro, num_classes, stat, image_size),
+                      {d: c.reshape((n,) * len(d)) for d, c in groups.items()},
+                      len(space.decision_names(macro)), n)
 
 
 def genotype_macro(table: LatencyTable, genotype, macro: dict | None = None) -> tuple[SearchSpace, dict]:
@@ -326,7 +425,7 @@ def predict_genotype(table: LatencyTable, genotype, num_classes: int | None = No
     space, macro = genotype_macro(table, genotype, macro)
     ops = space.ops_of(genotype)
     total = fixed_ms(table, space, macro, num_classes, stat, image_size)
-    for e in space.latency_edges(macro, image_size or table.image_size):
-        total += (table.ms(space.edge_key(ops[e.decision], e.channels, e.size), stat)
-                  - table.ms(space.edge_key(space.baseline_op, e.channels, e.size), stat))
+    for g in space.latency_groups(macro, image_size or table.image_size):
+        total += (table.ms(space.group_key(tuple(ops[d] for d in g.decisions), g.channels, g.size), stat)
+                  - table.ms(space.group_key((space.baseline_op,) * len(g.decisions), g.channels, g.size), stat))
     return total

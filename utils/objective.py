@@ -1,17 +1,19 @@
 """The search's latency objective: the supernet's expected latency (differentiable in alpha), the
 latency losses of the gradient search and the REINFORCE reward, over a table of utils/latency_table.py.
 
-E[LAT] = fixed + sum_decisions sum_i p_i c_i, with c_i the cost of candidate i for the decision (relative
-to the baseline op, summed over the edges that read the decision) and p the distribution the decision is
-sampled from: in "two" mode the two-way softmax over the sampled pair, so that only the sampled alphas
-get a gradient (the paper's Eq. 4 over the binarized paths).  The latency of a sampled architecture is
-linear in its ops, so sharing a decision among edges (NAS-Bench-201) keeps the expectation exact.
+E[LAT] = fixed + sum over input groups sum_(i_1..i_k) p_1(i_1) ... p_k(i_k) c(i_1..i_k), with c the table's
+cost of those candidates on the k edges of the group (edges that read one tensor: their ops do not cost the
+sum of their costs alone; relative to the baseline, summed over the cells whose group reads the same
+decisions) and p_j the distribution decision j is sampled from: in "two" mode the two-way softmax over the
+sampled pair, so that only the sampled alphas get a gradient (the paper's Eq. 4 over the binarized paths).
+A group's decisions are distinct and the groups partition the decisions, so the expectation is exact
+(also when NAS-Bench-201 shares a decision among all its cells).
 """
 from __future__ import annotations
 
 import torch
 
-from utils.latency_table import LatencyError, LatencyTable, edge_costs, fixed_ms, predict_genotype
+from utils.latency_table import LatencyError, LatencyTable, group_costs, predict_genotype
 
 
 class LatencyModel:
@@ -21,8 +23,7 @@ class LatencyModel:
     smaller proxy of it, as long as both have the same decisions (NAS-Bench-201: always the cell's 6, so a
     C=8, N=1 supernet can search for the latency of the benchmark's C=16, N=5 network).
 
-    ``costs``: (decisions, N) ms per decision and candidate (supernet order, relative to the baseline),
-    ``fixed``: ms.
+    ``costs``: the table's GroupCosts over the supernet's candidates (in its order), ``fixed``: ms.
     """
 
     def __init__(self, table: LatencyTable, supernet, stat: str = "median_ms"):
@@ -37,15 +38,9 @@ class LatencyModel:
                                f"{decisions[0]} decisions, the supernet ({self.space.describe_macro(self.supernet_macro)}) "
                                f"{decisions[1]}: build a table for the supernet's size")
         table.check(self.space, self.macro, self.candidates, num_classes=self.num_classes, image_size=self.image_size)
-        self.fixed = fixed_ms(table, self.space, self.macro, self.num_classes, stat, self.image_size)
-        self.costs = edge_costs(table, self.space, self.macro, self.candidates, stat, self.image_size)
-        self._on: dict[tuple, torch.Tensor] = {}
-
-    def _costs(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        key = (str(device), dtype)
-        if key not in self._on:
-            self._on[key] = self.costs.to(device=device, dtype=dtype)
-        return self._on[key]
+        self.costs = group_costs(table, self.space, self.macro, self.candidates, stat, self.image_size,
+                                 self.num_classes)
+        self.fixed = self.costs.fixed
 
     def probs(self, supernet, sampled: bool | None = None) -> torch.Tensor:
         """(decisions, N) the distribution each decision's latency is averaged over; differentiable in
@@ -65,11 +60,10 @@ class LatencyModel:
         return torch.softmax(alpha.masked_fill(~mask, float("-inf")), dim=1)
 
     def expected(self, supernet, sampled: bool | None = None) -> torch.Tensor:
-        """E[LAT] (ms, scalar) = fixed + sum_decisions sum_i p_i c_i.  In "two" mode p is the two-way softmax
-        over the pair of the last forward (call it inside the gate_mode("two") block, or pass sampled=True),
-        so that only the sampled alphas get a gradient."""
-        p = self.probs(supernet, sampled)
-        return self.fixed + (p * self._costs(p.device, p.dtype)).sum()
+        """E[LAT] (ms, scalar; the module docstring's formula).  In "two" mode p is the two-way softmax over
+        the pair of the last forward (call it inside the gate_mode("two") block, or pass sampled=True), so
+        that only the sampled alphas get a gradient."""
+        return self.costs.expected(self.probs(supernet, sampled))
 
     def predict(self, genotype) -> float:
         """Latency (ms) of the table's network with ``genotype``'s ops (a genotype of the proxy supernet is
@@ -84,18 +78,29 @@ class LatencyModel:
 
     def predict_batch(self, indices: torch.Tensor) -> torch.Tensor:
         """(M,) float64 latencies (ms, CPU) of M architectures given as (M, D) candidate indices."""
-        idx = torch.as_tensor(indices, dtype=torch.long).cpu()
-        D = self.costs.shape[0]
-        if idx.dim() != 2 or idx.shape[1] != D:
-            raise LatencyError(f"need one index per decision ({D}) per architecture, got shape {tuple(idx.shape)}")
-        return self.fixed + self.costs[torch.arange(D)[None, :], idx].sum(1)
+        return self.costs.predict(indices)
 
     def most_probable_within(self, supernet, target_ms: float) -> list[int]:
         """The architecture with the largest probability under alpha (sum of log-softmax over decisions)
         whose predicted latency is within ``target_ms``; the fastest one when none is (the closest)."""
         log_p = torch.log_softmax(supernet.alpha.detach().double().cpu(), dim=1)
-        found = most_probable_within(log_p, self.costs, target_ms - self.fixed)
-        return self.costs.argmin(dim=1).tolist() if found is None else found
+        n, out = self.costs.n, [0] * self.costs.num_decisions
+        items_p, items_c, items_d = [], [], []  # one knapsack item per group: its N**k assignments
+        for k, costs in self.costs.costs.items():
+            for row, dec in zip(costs, self.costs.decisions[k].tolist()):
+                lp = torch.zeros(1, dtype=torch.float64)
+                for d in dec:
+                    lp = (lp[:, None] + log_p[d][None, :]).reshape(-1)
+                items_p.append(lp)
+                items_c.append(row)
+                items_d.append(dec)
+        found = most_probable_within(items_p, items_c, target_ms - self.fixed)
+        if found is None:
+            return self.costs.cheapest()
+        for dec, flat in zip(items_d, found):
+            for j, d in enumerate(dec):
+                out[d] = flat // n ** (len(dec) - 1 - j) % n
+        return out
 
     def predict_active(self, supernet) -> float:
         """Latency of the architecture that the supernet's last forward ran (REINFORCE's sample)."""
@@ -104,42 +109,45 @@ class LatencyModel:
         return self.predict_indices(supernet.active)
 
 
-def most_probable_within(log_p: torch.Tensor, costs: torch.Tensor, budget: float, bins: int = 4096) -> list[int] | None:
-    """argmax_x sum_d log_p[d, x_d] subject to sum_d costs[d, x_d] <= budget: a multiple-choice knapsack,
-    solved exactly by dynamic programming over the budget cut into ``bins`` steps.  Costs are rounded *up*
-    to whole steps, so the answer is always within the budget (it may miss a cell closer to the budget than
-    D steps: D/bins of it).  Why: the argmax of each decision separately ignores the budget, and near the end
+def most_probable_within(log_p, costs, budget: float, bins: int = 4096) -> list[int] | None:
+    """argmax_x sum_d log_p[d][x_d] subject to sum_d costs[d][x_d] <= budget: a multiple-choice knapsack,
+    solved exactly by dynamic programming over the budget cut into ``bins`` steps.  ``log_p``, ``costs``: a
+    (D, N) tensor each, or D 1-D tensors of each item's options (items may have different numbers).  Costs are
+    rounded *up* to whole steps, so the answer is always within the budget (it may miss a cell closer to the
+    budget than D steps: D/bins of it).  Why: the argmax of each decision separately ignores the budget, and near the end
     of a search whose distribution is still broad, E[LAT] within the target says little about the argmax
     cell's latency; this picks the cell the search ranks highest among those the device can afford."""
-    log_p, costs = log_p.double().cpu(), costs.double().cpu()
-    if log_p.shape != costs.shape or log_p.dim() != 2:
-        raise LatencyError(f"log_p {tuple(log_p.shape)} and costs {tuple(costs.shape)} must be the same (D, N)")
-    floor = costs.min(dim=1).values  # every decision pays at least its cheapest option
-    spare = float(budget - floor.sum())
+    log_p = [torch.as_tensor(v).double().cpu() for v in log_p]
+    costs = [torch.as_tensor(v).double().cpu() for v in costs]
+    if len(log_p) != len(costs) or any(p.dim() != 1 or p.shape != c.shape for p, c in zip(log_p, costs)):
+        raise LatencyError(f"log_p and costs must have the same items and options, got "
+                           f"{[tuple(p.shape) for p in log_p]} and {[tuple(c.shape) for c in costs]}")
+    floor = [float(c.min()) for c in costs]  # every item pays at least its cheapest option
+    spare = float(budget - sum(floor))
     if spare < 0:
         return None
     step = max(spare, 1e-12) / bins
-    weight = torch.ceil((costs - floor[:, None]) / step - 1e-9).clamp(min=0).long()  # (D, N) whole steps
+    weight = [torch.ceil((c - f) / step - 1e-9).clamp(min=0).long() for c, f in zip(costs, floor)]  # whole steps
     neg = float("-inf")
     value = torch.zeros(bins + 1, dtype=torch.float64)  # best log-probability using at most b steps
-    choice = torch.zeros(costs.shape[0], bins + 1, dtype=torch.long)
-    for d in range(costs.shape[0]):
+    choice = torch.zeros(len(costs), bins + 1, dtype=torch.long)
+    for d, (lp, wd) in enumerate(zip(log_p, weight)):
         best = torch.full((bins + 1,), neg, dtype=torch.float64)
-        for i in range(costs.shape[1]):
-            w = int(weight[d, i])
+        for i in range(len(lp)):
+            w = int(wd[i])
             if w > bins:
                 continue
             cand = torch.full((bins + 1,), neg, dtype=torch.float64)
-            cand[w:] = value[:bins + 1 - w] + log_p[d, i]
+            cand[w:] = value[:bins + 1 - w] + lp[i]
             better = cand > best
             best = torch.where(better, cand, best)
             choice[d, better] = i
         value = best
     out, b = [], bins
-    for d in range(costs.shape[0] - 1, -1, -1):
+    for d in range(len(costs) - 1, -1, -1):
         i = int(choice[d, b])
         out.append(i)
-        b -= int(weight[d, i])
+        b -= int(weight[d][i])
     return out[::-1]
 
 
