@@ -13,9 +13,9 @@ A space supplies:
 * its genotype type (one op name per decision, plus whatever the space keeps with it: the tree genotype
   carries B and F, a NAS-Bench-201 genotype is only the cell) and its JSON codec;
 * latency-table contexts (utils/latency_table.py): for every distinct edge shape, a part of the network
-  (a tree block, a NAS-Bench-201 cell) that can be built with one op on all its searchable edges, and every
-  searchable edge's (decision, channels, map size), so that a table adds up to a network and the expected
-  latency is a (decisions x candidates) cost matrix.
+  (a tree block, a NAS-Bench-201 cell) that can be built with any op on each of its searchable edges, its
+  ``input_groups`` (the edges that read one tensor, which a table prices together), and every searchable
+  edge's (decision, channels, map size), so that a table adds up to a network group by group.
 Pictures are drawn per space by visualize_cifar.py from the same description.
 
 Why alpha is one (decisions x candidates) parameter held by the supernet (models/supernet.py): sharing a
@@ -80,9 +80,9 @@ class SearchSpace:
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
     # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
     search_defaults: dict[str, str] = {}
-    # the searchable edges of one cell / block (their index there) grouped by the tensor they read: a graph
-    # compiler computes identical parameter-free ops on one input once (onnxruntime does), so a latency
-    # table times each op on one edge per group (utils/latency_table.py)
+    # the searchable edges of one cell / block (their index there) grouped by the tensor they read: ops of one
+    # input interact (caches; onnxruntime computes identical parameter-free ops of one input once), so a
+    # latency table prices every assignment of ops to a group (utils/latency_table.py)
     input_groups: tuple[tuple[int, ...], ...] = ()
 
     # ---- network size

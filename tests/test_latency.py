@@ -182,10 +182,11 @@ def test_save_load_round_trip_and_clear_errors(tmp_path):
     (tmp_path / "nan.json").write_text(json.dumps(d))
     with pytest.raises(USER_ERRORS, match="needs a number"):
         T.LatencyTable.load(tmp_path / "nan.json")
-    d["format"] = "proxylessnas-latency-table/1"  # a table of the older model: rebuild, said in one line
-    (tmp_path / "old.json").write_text(json.dumps(d))
-    with pytest.raises(USER_ERRORS, match="older version.*python -m utils.latency build"):
-        T.LatencyTable.load(tmp_path / "old.json")
+    for old in (1, 2):  # tables of older models: rebuild, said in one line
+        d["format"] = f"proxylessnas-latency-table/{old}"
+        (tmp_path / "old.json").write_text(json.dumps(d))
+        with pytest.raises(USER_ERRORS, match=f"older version.*format {old}.*python -m utils.latency build"):
+            T.LatencyTable.load(tmp_path / "old.json")
 
 
 def test_latency_loss_and_reward_formulas():
@@ -416,3 +417,34 @@ def test_as_trained_gives_every_batchnorm_its_own_values():
     rows = [torch.cat([m.weight[:4], m.bias[:4], m.running_mean[:4], m.running_var[:4]]) for m in bns]
     assert len(bns) > 5 and all(not torch.equal(rows[i], rows[j]) for i in range(len(rows)) for j in range(i))
     assert all(float(m.running_var.min()) > 0 for m in bns)
+
+
+def test_within_target_is_the_most_probable_architecture_under_the_budget_with_group_costs():
+    """--derive within-target with costs that are not additive within a group: the knapsack over groups
+    (NAS-Bench-201: groups of 3, 2, 1 decisions) finds the brute-force answer among all 3**6 cells."""
+    from models.nb201_space import NB201
+    from models.supernet import SuperNet
+    macro, cands = {"C": 4, "N": 1}, ("nor_conv_3x3", "avg_pool_3x3", "skip_connect")
+    g = torch.Generator().manual_seed(4)
+    keys = T.required_keys(NB201, macro, cands)
+    table = T.LatencyTable({k: {"median_ms": float(torch.rand((), generator=g)) * 3} for k in keys},
+                           {"space": "nb201", "macro": macro, "batch_size": 1})
+    net = SuperNet(NB201, macro, cands)
+    with torch.no_grad():
+        net.alpha.copy_(torch.randn(net.alpha.shape, generator=g))
+    model = O.LatencyModel(table, net)
+    log_p = torch.log_softmax(net.alpha.detach().double(), 1)
+    cells = list(itertools.product(range(3), repeat=6))
+    lat = model.predict_batch(torch.tensor(cells))
+    for i, cell in enumerate(cells):
+        if i % 97 == 0:  # the batch prediction is the table's sum over groups
+            geno = NB201.genotype_from_ops([cands[j] for j in cell], macro)
+            assert float(lat[i]) == pytest.approx(T.predict_genotype(table, geno), rel=1e-9)
+    for q in (0.1, 0.5, 0.9):
+        target = float(torch.quantile(lat, q))
+        got = model.most_probable_within(net, target)
+        best = max(float(sum(log_p[d, x[d]] for d in range(6))) for x, ms in zip(cells, lat.tolist()) if ms <= target)
+        assert model.predict_indices(got) <= target + 1e-9
+        assert float(sum(log_p[d, got[d]] for d in range(6))) == pytest.approx(best, abs=1e-9)
+    fastest = model.most_probable_within(net, float(lat.min()) - 1.0)  # none within: the fastest cell
+    assert model.predict_indices(fastest) == pytest.approx(float(lat.min()))

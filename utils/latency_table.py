@@ -1,24 +1,33 @@
 """Latency lookup tables: the keys a space needs, the table file (JSON), and the prediction of a genotype.
 
 How a network's latency is modelled (and why), for any space (models/search_space.py: network_key,
-latency_contexts, latency_edges, edge_key):
+latency_contexts, latency_groups, group_key):
 * The *network* entry is the whole network with the space's baseline op (identity / skip) on every
   searchable edge, timed as one call -- one forward in torch, one ``session.run`` of one exported graph
   on onnxruntime.  Adding up parts timed one by one (stem, blocks, head) instead missed what joins them:
   on onnxruntime every part paid its own session call and lost the whole graph's memory plan (the sum of
   the parts was 27 % over the network at B=2 F=96, batch 1); in torch +1.6 % at B=3 F=160.
-* An *edge* entry is the extra time of one op over the baseline on one edge of a shape, measured in
-  context: a part of the network (a tree block, a NAS-Bench-201 cell) with the op on one edge of each
-  group of edges that read the same tensor and the baseline elsewhere, less the part with the baseline
-  everywhere, divided by the number of those edges (the raw timings are the table's ``context:`` entries).
-  Timed alone, as a graph of its own, an op missed the fusions and layout changes of the graph around it:
-  networks of one op were predicted 25-124 % high on onnxruntime.  One edge per group, because onnxruntime
-  computes an identical parameter-free op on one tensor once (common subexpressions).
-* Calibration: ops timed one context at a time add up to 4-6 % less than networks that mix them, on
-  both backends (neighbouring ops change memory layouts and caches).  ``calibration`` random whole
-  networks are timed, measured = a + s * prediction is fitted on them, and a, s are folded into the
-  fixed cost and the edges (``calibrate``).
-  latency(genotype) = fixed + sum over edges [edge(op) - edge(baseline)], the baseline's edge being 0.
+* A *group* entry is the extra time over the baseline of an assignment of ops to an input group -- the
+  edges of a cell / block that read one tensor (``SearchSpace.input_groups``; a tree block has 6 groups of
+  2 edges, a NAS-Bench-201 cell groups of 3, 2 and 1) -- on edges of one shape, measured in context: a part
+  of the network (a tree block, a NAS-Bench-201 cell) with the assignment on every group of its size and
+  the baseline elsewhere, less the part with the baseline everywhere, divided by those groups (the raw
+  timings are the table's ``context:`` entries).  Ops that read one tensor do not cost the sum of their
+  costs alone: torch at batch 32 ran two max-pools of one tensor 15 % below twice one, two convolutions
+  up to 10 % below (caches); onnxruntime computes an identical parameter-free op of one tensor once and
+  shares the ReLU that starts sibling convolutions.  One cost per op and edge (format /2, the op on one
+  edge per group) left the torch table at 2.6 % / 3.0 % MAPE at batch 1 / 32 where one per assignment
+  gave 1.9 % / 2.0 % (B=3 F=160, 20 networks, one run timing both).  Timed alone, as a graph of its own,
+  an op missed the fusions and layout changes of the graph around it: networks of one op were predicted
+  25-124 % high on onnxruntime (format /1).
+* Calibration: ops timed one context at a time add up to less than networks that mix them (neighbouring
+  blocks change memory layouts and caches).  ``calibration`` random whole networks are timed, measured =
+  a + s * prediction is fitted on them, and a, s are folded into the fixed cost and the groups
+  (``calibrate``).
+  latency(genotype) = fixed + sum over input groups [group(its ops) - group(baselines)], the baselines'
+  group being 0.  The search reads the same sums (``GroupCosts``): its expected latency contracts each
+  group's costs with its decisions' distributions, and ``--derive within-target`` picks an assignment per
+  group in a knapsack.
 
 Tables are measured by utils/latency.py (``python -m utils.latency build``); the search's
 differentiable expected latency is in utils/objective.py.
@@ -219,7 +228,7 @@ def calibrate(space: SearchSpace, macro: dict, candidates: Sequence[str] | None,
 @dataclass
 class LatencyTable:
     """entries: key -> {"median_ms", "spread_ms" (IQR), "min_ms", "runs", "inner"} of the wall-clock
-    time per call (+ "cpu_median_ms", "cpu_spread_ms" on cpu/onnxruntime); edge entries are differences
+    time per call (+ "cpu_median_ms", "cpu_spread_ms" on cpu/onnxruntime); group entries are differences
     of two context entries ("from") and can be negative; meta: where and how."""
 
     entries: dict[str, dict] = field(default_factory=dict)
