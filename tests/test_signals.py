@@ -53,7 +53,34 @@ def same_state(a: Path, b: Path) -> bool:
     return ma.keys() == mb.keys() and all(torch.equal(ma[k], mb[k]) for k in ma)
 
 
+@pytest.fixture(autouse=True)
+def default_handlers():
+    """Python's own handlers for the test, whatever the test process inherited: a pytest started in the
+    background of a script (``pytest &``, no job control) begins with SIGINT ignored, which StopFlag
+    keeps ignored (test_an_ignored_signal_stays_ignored)."""
+    before = {s: signal.getsignal(s) for s in StopFlag.SIGNALS}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
+
 # ------------------------------------------------------------------ the flag
+def test_an_ignored_signal_stays_ignored():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    flag = StopFlag()
+    flag.install()
+    try:
+        signal.raise_signal(signal.SIGINT)  # ignored: no handler runs, the flag stays down
+        assert not flag(0) and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.raise_signal(signal.SIGTERM)  # the other signal is still the flag's
+        assert flag(0) and flag.name == "SIGTERM"
+    finally:
+        flag.restore()
+    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
 def test_stop_flag_sets_on_a_signal_and_restores_the_handlers():
     before = {s: signal.getsignal(s) for s in StopFlag.SIGNALS}
     flag = StopFlag()

@@ -176,11 +176,15 @@ class StopFlag:
 
     def install(self) -> None:
         """Only the main thread may set signal handlers; elsewhere (a run started from a thread) the
-        signals keep their own handlers and nothing stops the run early."""
+        signals keep their own handlers and nothing stops the run early.  A signal the process was
+        started with ignored stays ignored, as Python itself leaves it: a script's background job
+        (``python search_cifar.py ... &`` without job control) ignores SIGINT so that the Ctrl-C meant for
+        the script does not reach it, and ``nohup`` / a supervisor may ignore SIGTERM on purpose."""
         if self.previous or threading.current_thread() is not threading.main_thread():
             return
         for s in self.SIGNALS:
-            self.previous[s] = signal.signal(s, self._handler)
+            if signal.getsignal(s) is not signal.SIG_IGN:
+                self.previous[s] = signal.signal(s, self._handler)
 
     def restore(self) -> None:
         for s, handler in self.previous.items():
