@@ -33,6 +33,7 @@ BAD_INPUT = {
     "bench/bf16_stress.py": (["--seeds", "0"], "--seeds"),
     "bench/search_quality.py": (["--random", "1", "--output", "{tmp}/out"], "--random"),
     "bench/nb201_search.py": (["--seeds", "0", "0", "--output", "{tmp}/out"], "--seeds"),
+    "bench/group_interactions.py": (["--context", "99"], "--context"),
 }
 
 

@@ -448,3 +448,22 @@ def test_within_target_is_the_most_probable_architecture_under_the_budget_with_g
         assert float(sum(log_p[d, got[d]] for d in range(6))) == pytest.approx(best, abs=1e-9)
     fastest = model.most_probable_within(net, float(lat.min()) - 1.0)  # none within: the fastest cell
     assert model.predict_indices(fastest) == pytest.approx(float(lat.min()))
+
+
+def test_group_interactions_bench_runs_and_labels_fused_convolutions():
+    """bench/group_interactions.py: one ratio per non-baseline op of the part (here a tiny NB201 cell on the
+    cpu), and the labels of what onnxruntime fused into a convolution."""
+    import onnx.helper
+
+    from bench import group_interactions as GI
+    from models.nb201 import PRIMITIVES as NB201_OPS
+
+    args = GI.get_args_parser().parse_args(["--space", "nb201", "--C", "8", "--N", "1", "--device", "cpu",
+                                            "--repeats", "2", "--warmup", "0", "--no-progress"])
+    res = GI.main(args)
+    assert set(res) == {f"sum_over_all_{op}" for op in NB201_OPS if op != "skip_connect"}
+    assert all(math.isfinite(v) and v > 0 for v in res.values()), res
+    fused = onnx.helper.make_node("Conv", ["x", "w", "b", "z"], ["y"], domain="com.microsoft.nchwc", activation="Relu")
+    assert GI.node_label(fused) == "Conv+sum+Relu"
+    assert GI.node_label(onnx.helper.make_node("Conv", ["x", "w"], ["y"])) == "Conv"
+    assert GI.node_label(onnx.helper.make_node("Add", ["a", "b"], ["c"])) == "Add"

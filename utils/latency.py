@@ -146,9 +146,10 @@ def ort_options(threads: int | None):
     return opts
 
 
-def onnx_session(module: nn.Module, example: torch.Tensor, threads: int):
+def onnx_session(module: nn.Module, example: torch.Tensor, threads: int, optimized_path: str | None = None):
     """An onnxruntime CPU session for ``module`` exported in memory (legacy TorchScript exporter:
-    fast and dependency-free for these small static modules, and export_onnx.py's default)."""
+    fast and dependency-free for these small static modules, and export_onnx.py's default).
+    ``optimized_path``: also write the graph onnxruntime optimized (what it runs) there."""
     import onnxruntime as ort
 
     buf = io.BytesIO()
@@ -157,7 +158,10 @@ def onnx_session(module: nn.Module, example: torch.Tensor, threads: int):
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)
         torch.onnx.export(module, (example,), buf, dynamo=False, input_names=["x"], output_names=["y"])
-    return ort.InferenceSession(buf.getvalue(), ort_options(threads), providers=["CPUExecutionProvider"])
+    opts = ort_options(threads)
+    if optimized_path:
+        opts.optimized_model_filepath = optimized_path
+    return ort.InferenceSession(buf.getvalue(), opts, providers=["CPUExecutionProvider"])
 
 
 def check_backend(backend: str) -> None:
