@@ -250,6 +250,19 @@ def test_build_table_onnxruntime():
     assert math.isfinite(pred)
 
 
+def test_onnx_session_writes_the_graph_onnxruntime_runs(tmp_path):
+    """onnx_session(optimized_path=...): the graph onnxruntime runs is written, with what it fused (the ReLU
+    into the convolution before it; the export has a Relu node)."""
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    m = L.as_trained(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8), torch.nn.ReLU()))
+    sess = L.onnx_session(m, torch.randn(1, 3, 8, 8), 1, optimized_path=str(tmp_path / "opt.onnx"))
+    assert sess.get_outputs()[0].shape == [1, 8, 8, 8]
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert ops and "Relu" not in ops and "BatchNormalization" not in ops
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_cuda_refused_cleanly_without_a_gpu():
     with pytest.raises(USER_ERRORS, match="no CUDA device"):
