@@ -10,6 +10,7 @@ import argparse
 from models.operations import check_candidates
 from models.space import check_macro
 from utils.errors import UserError
+from utils.space_args import add_space_flags, resolve_space
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -48,3 +49,25 @@ def print_figures(figures: dict[str, float], targets: dict[str, float] | None = 
         print(f"# {name}: {figures[name]:.3f} (target <= {limit}) {verdict}")
     for name, value in figures.items():
         print(f"{name}={value:.4f}")
+
+
+def add_sized_space_flags(parser: argparse.ArgumentParser, sizes: dict[str, dict[str, int]]) -> None:
+    """--space and its size flags (utils.space_args), the help naming ``sizes``: this bench's sizes per
+    space where none are given (the spaces' own defaults are full-size networks)."""
+    add_space_flags(parser, title="search space (sizes here default to: "
+                                  + "; ".join(f"{k}: " + " ".join(f"{f}={v}" for f, v in m.items())
+                                              for k, m in sizes.items()) + ")")
+
+
+def resolve_sized_space(args: argparse.Namespace, sizes: dict[str, dict[str, int]]):
+    """(space, macro) of the flags, the size flags not given taken from ``sizes`` (add_sized_space_flags)."""
+    for flag, value in sizes[args.space or "tree"].items():
+        if getattr(args, flag) is None:
+            setattr(args, flag, value)
+    return resolve_space(args)
+
+
+def check_cpu_clock(args: argparse.Namespace) -> None:
+    """Process CPU time is a latency only for one thread (it sums over threads)."""
+    if args.clock == "cpu" and args.threads != 1:
+        raise UserError("--clock cpu needs --threads 1 (CPU time sums over threads); use --clock wall")

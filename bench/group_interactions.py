@@ -29,13 +29,10 @@ if __package__ in (None, ""):  # run as a file: make the repo importable
 
 import torch  # noqa: E402
 
-from bench._common import check_args  # noqa: E402
+from bench._common import add_sized_space_flags, check_args, check_cpu_clock, resolve_sized_space  # noqa: E402
+from bench.latency_predictor import SIZES, STAT  # noqa: E402  (the latency bench's network sizes and clocks)
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency import BACKENDS, as_trained, measure, onnx_session  # noqa: E402
-from utils.space_args import add_space_flags, resolve_space  # noqa: E402
-
-STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}
-SIZES = {"tree": {"B": 3, "F": 160}, "nb201": {"C": 16, "N": 5}}  # as bench/latency_predictor.py
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -54,9 +51,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphs", action="store_true",
                    help="print the op counts of onnxruntime's optimized graph of every part (--device onnxruntime)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_space_flags(p, title="search space (sizes here default to: "
-                             + "; ".join(f"{k}: " + " ".join(f"{f}={v}" for f, v in m.items()) for k, m in SIZES.items())
-                             + ")")
+    add_sized_space_flags(p, SIZES)
     return p
 
 
@@ -85,13 +80,9 @@ def optimized_op_counts(module: torch.nn.Module, x: torch.Tensor, threads: int) 
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
-    for flag, value in SIZES[args.space or "tree"].items():
-        if getattr(args, flag) is None:
-            setattr(args, flag, value)
-    space, macro = resolve_space(args)
+    space, macro = resolve_sized_space(args, SIZES)
     check_args(args)
-    if args.clock == "cpu" and args.threads != 1:
-        raise UserError("--clock cpu needs --threads 1 (CPU time sums over threads); use --clock wall")
+    check_cpu_clock(args)
     if args.graphs and args.device != "onnxruntime":
         raise UserError("--graphs shows onnxruntime's optimized graphs: use it with --device onnxruntime")
     contexts = space.latency_contexts(macro, 32)
@@ -129,8 +120,8 @@ def main(args: argparse.Namespace) -> dict[str, float]:
               f"{base + sum(deltas):.4f} ms, every edge {whole:.4f} ms")
     if args.graphs:
         print("\nonnxruntime's optimized graphs (node type: count)")
-        for k, (name, module, _) in zip(variants, items):
-            print(f"{k:>24}: {optimized_op_counts(module, x, args.threads)}")
+        for name, module, _ in items:
+            print(f"{name:>24}: {optimized_op_counts(module, x, args.threads)}")
     print()
     for k, v in results.items():
         print(f"{k}={v:.4f}")

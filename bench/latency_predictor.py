@@ -36,11 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models import build_net  # noqa: E402
-from bench._common import check_args  # noqa: E402
+from bench._common import add_sized_space_flags, check_args, check_cpu_clock, resolve_sized_space  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency import BACKENDS, CALIBRATION, as_trained, assemble, measure, predict_genotype, table_items, table_meta  # noqa: E402
 from utils.latency_table import random_architectures  # noqa: E402
-from utils.space_args import add_space_flags, resolve_space  # noqa: E402
 
 STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}
 
@@ -68,9 +67,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="calibration networks of the table (python -m utils.latency build --calibration)")
     p.add_argument("--save-tables", default="", help="folder to save the tables in (empty: not saved)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_space_flags(p, title="search space (sizes here default to: "
-                             + "; ".join(f"{k}: " + " ".join(f"{f}={v}" for f, v in m.items()) for k, m in SIZES.items())
-                             + ")")
+    add_sized_space_flags(p, SIZES)
     return p
 
 
@@ -79,16 +76,12 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:
-    for flag, value in SIZES[args.space or "tree"].items():
-        if getattr(args, flag) is None:
-            setattr(args, flag, value)
-    space, macro = resolve_space(args)
+    space, macro = resolve_sized_space(args, SIZES)
     args.repeats = args.repeats or [50 if b == 1 else 10 for b in args.batches]  # the default follows --batches
     check_args(args)
     if len(args.repeats) not in (1, len(args.batches)):
         raise UserError(f"--repeats needs one value or one per batch size ({len(args.batches)} given)")
-    if args.clock == "cpu" and args.threads != 1:
-        raise UserError("--clock cpu needs --threads 1 (CPU time sums over threads); use --clock wall")
+    check_cpu_clock(args)
     repeats = dict(zip(args.batches, args.repeats * len(args.batches) if len(args.repeats) == 1 else args.repeats))
     other = "wall" if args.clock == "cpu" else "cpu"
     nets = random_architectures(space, macro, args.nets, args.concentration, args.seed)
