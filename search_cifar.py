@@ -27,6 +27,7 @@ from utils.architect import Architect, LatencyTerm
 from utils.checkpoint import save_genotype, save_json
 from utils.device import resolve_device, seed_everything
 from utils.errors import UserError, run_cli
+from utils.latency_fit import margin
 from utils.nb201_table import NB201Table, column_for
 from utils.runlog import EpochLog
 from utils.space_args import add_space_flags, resolve_space
@@ -35,7 +36,11 @@ from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_group
 
 # flags added after searches were checkpointed, with what those searches did (they resume with these)
 ADDED_FLAGS = {"derive": "argmax", "latency_stat": "median_ms", "supernet_bn": "standard", "warmup_ops": "all",
-               "eval_images": None}
+               "eval_images": None, "latency_margin": "auto", "from_warmup": None}
+# what only the phase after the warm-up reads: a search started --from-warmup may set these anew
+SEARCH_PHASE = ("epochs", "arch_every", "arch_lr", "arch_betas", "arch_eps", "algo", "arch_mode", "reinforce_samples",
+                "baseline_decay", "latency_table", "target_latency", "latency_loss", "latency_lambda", "latency_beta",
+                "derive", "latency_stat", "latency_margin", "reward_w", "nb201_table", "eval_images")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -63,6 +68,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--nb201-table", default=None, metavar="CSV",
                    help="nb201: judge the argmax cell every epoch by this table (columns arch, cifar10_test_200, "
                         "cifar100_test_200; .csv or .csv.gz; the project ships nb201_table/accuracy.csv.gz)")
+    g.add_argument("--from-warmup", default=None, metavar="CKPT",
+                   help="start this search where another run's warm-up ended (its checkpoint.pth after --stop-after "
+                        "WARMUP_EPOCHS): the warm-up does not depend on the target, so one warm-up serves every "
+                        "--target-latency; every flag but the search phase's (alpha, latency, epochs) must match it")
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=int, default=200, help="search epochs after warm-up (paper: 200)")
     g.add_argument("--warmup-epochs", type=int, default=40, help="weights-only epochs with uniform paths first (ours)")
@@ -103,9 +112,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--latency-stat", choices=("median_ms", "cpu_median_ms", "min_ms"), default="median_ms",
                    help="which statistic of the table's entries is the latency: the wall-clock median, or the process "
                         "CPU time (a one-thread table measured on a machine shared with other jobs)")
+    g.add_argument("--latency-margin", type=margin_value, default="auto", metavar="auto|M",
+                   help="search and derive for --target-latency / (1 + M): auto = the table's own margin (a table fit "
+                        "from measured networks: its largest cross-validated under-prediction near the target, "
+                        "utils/latency_fit.py; a table timed here: 0), or a fraction such as 0.05")
     g.add_argument("--reward-w", type=float, default=-0.07,
                    help="reinforce: reward = acc * (LAT/T)^w, w <= 0 (MnasNet's value)")
     return p
+
+
+def margin_value(text: str) -> str | float:
+    """An argparse type: 'auto' or a fraction >= 0."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a fraction such as 0.05, got {text!r}") from None
+    if not value >= 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a fraction >= 0, got {text}")
+    return value
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -165,6 +191,10 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     latency = None if args.latency_table is None else LatencyTerm.from_table(
         args.latency_table, s.supernet, args.target_latency, kind=args.latency_loss, lam=args.latency_lambda,
         beta=args.latency_beta, w=args.reward_w, stat=args.latency_stat)
+    if latency is not None:  # the search's and the derive's target: the constraint less the table's margin
+        s.margin = margin(latency.model.table, args.target_latency) if args.latency_margin == "auto" \
+            else float(args.latency_margin)
+        latency.target = args.target_latency / (1.0 + s.margin)
     s.architect = Architect(s.supernet, make_amp(device, args.amp), s.criterion, lr=args.arch_lr, eps=args.arch_eps,
                             betas=tuple(args.arch_betas), algo=args.algo, mode=args.arch_mode, latency=latency,
                             samples=args.reinforce_samples, baseline_decay=args.baseline_decay, sync=s.sync)
@@ -175,7 +205,8 @@ def derive(s: SimpleNamespace, args: argparse.Namespace):
     """The searched architecture (--derive): the argmax, or the most probable one within the target latency."""
     if args.derive == "argmax":
         return s.supernet.derive()
-    return s.supernet.genotype_of(s.architect.latency.model.most_probable_within(s.supernet, args.target_latency))
+    latency = s.architect.latency  # its target: --target-latency less the margin (build)
+    return s.supernet.genotype_of(latency.model.most_probable_within(s.supernet, latency.target))
 
 
 def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, device, should_stop=None) -> dict:
@@ -231,11 +262,13 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
            guard: scaffold.Guard | None = None) -> dict:
     scaffold.check_world(args, info.world_size, ("batch_size", "arch_batch_size"))
     run = scaffold.Run(args, "search", "checkpoint.pth", same=("space", "B", "F", "C", "N", "candidates", "supernet_bn", "warmup_ops"),
-                       may_change=("nb201_table",), is_main=info.is_main, guard=guard, added=ADDED_FLAGS)
+                       may_change=("nb201_table", "latency_margin"), is_main=info.is_main, guard=guard, added=ADDED_FLAGS,
+                       warmup_free=SEARCH_PHASE)
     judge = load_judge(args)
     seed_everything(args.seed)  # the same seed on every process: same weights, batches and paths
     s = build(args, device, info)
-    run.restore(model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=s.architect)
+    # from a warm-up: alpha is still uniform there and the architect (its optimizer, baseline) untouched
+    run.restore(model=s.supernet, w_opt=s.w_opt, scaler=s.amp.scaler, architect=None if run.from_warmup else s.architect)
     run.dataset = s.data
     log = EpochLog(run.out, args.tensorboard, enabled=info.is_main, resume_epoch=run.resume_epoch)
     if info.is_main:
@@ -243,7 +276,10 @@ def search(args: argparse.Namespace, info: ddp.DistInfo, device: torch.device,
         print(f"search: space={args.space} {s.supernet.space.describe_macro(s.supernet.macro)} "
               f"candidates={len(args.candidates)} algo={args.algo} device={device} "
               f"processes={info.world_size} amp={s.amp.name} params={count_parameters(s.supernet):,} "
-              f"splits={s.splits[0]}/{s.splits[1]} epochs={args.warmup_epochs}+{args.epochs} run={run.out}", flush=True)
+              f"splits={s.splits[0]}/{s.splits[1]} epochs={args.warmup_epochs}+{args.epochs} run={run.out}"
+              + (f" target={s.architect.latency.target:.4g} ms (--target-latency {args.target_latency:g} less a "
+                 f"{s.margin:.1%} margin)" if s.architect.latency is not None else "")
+              + (f" from the warm-up {args.from_warmup}" if run.from_warmup else ""), flush=True)
     for epoch in run.epochs(args.warmup_epochs + args.epochs):
         try:
             record = search_epoch(s, args, epoch, device, run.should_stop)

@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import datetime
 import io
+import json
 import math
 import time
 import warnings
@@ -302,11 +303,110 @@ def assemble(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, 
     return LatencyTable({**timed, **groups, fixed_key(space, space.macro(macro), classes, size): fixed}, meta)
 
 
+# ------------------------------------------------------------------ tables from another device
+def sample_architectures(space: SearchSpace, macro: dict, candidates: Sequence[str], k: int, seed: int) -> list:
+    """``k`` distinct architectures for a fit: first every candidate on every decision (architecture i takes
+    candidate (i + d) mod N on decision d: N architectures, a Latin design), then uniform random ones."""
+    n, decisions = len(candidates), len(space.decision_names(macro))
+    total = n ** decisions if decisions < 40 else None
+    if k < 1 or (total is not None and k > total):
+        raise LatencyError(f"--samples must be between 1 and the {total} architectures of the space, got {k}")
+    rng = np.random.default_rng(seed)
+    seen, out = set(), []
+    first = [[(i + d) % n for d in range(decisions)] for i in range(n)]
+    while len(out) < k:
+        row = tuple(first.pop(0) if first else rng.integers(n, size=decisions).tolist())
+        if row not in seen:
+            seen.add(row)
+            out.append(space.genotype_from_ops([candidates[i] for i in row], macro))
+    return out
+
+
+def sample_command(args) -> list:
+    """`sample`: the architectures, their ONNX files (the project's exporter, batch 1 input), manifest.csv."""
+    import csv
+
+    from utils.checkpoint import atomic_write_text
+
+    space, macro = resolve_space(args)
+    try:
+        candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
+    except ValueError as e:
+        raise UserError(f"--candidates: {e}") from None
+    archs = sample_architectures(space, macro, list(candidates), args.samples, args.seed)
+    out = Path(args.out)
+    try:
+        check_writable(out)
+    except WriteError as e:
+        raise LatencyError(e.line("or choose another --out")) from None
+    rows = []
+    if args.onnx:
+        from tqdm import tqdm
+
+        from export_onnx import calibrate_bn, export_torchscript  # the deployment's exporter
+        from models import build_net
+        for i, g in enumerate(tqdm(archs, desc="export", disable=args.no_progress, unit="net")):
+            net = build_net(g, args.num_classes, image_size=args.image_size, macro=macro)
+            calibrate_bn(net)
+            export_torchscript(net.eval(), out / f"net_{i:04d}.onnx", None)
+            rows.append(f"net_{i:04d}.onnx")
+    else:
+        rows = [""] * len(archs)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["arch", "file", "latency_ms"])
+    for g, f in zip(archs, rows):
+        name = g.to_string() if hasattr(g, "to_string") else None
+        if name is None:  # a genotype without a one-line form (the tree space's): its JSON beside the manifest
+            name = f"{Path(f).stem or f'net_{len(buf.getvalue())}'}.json"
+            atomic_write_text(out / name, json.dumps(g.to_dict()) + "\n")
+        w.writerow([name, f, ""])
+    atomic_write_text(out / "manifest.csv", buf.getvalue())
+    print(f"wrote {out / 'manifest.csv'}: {len(archs)} {space.name} architectures "
+          f"({space.describe_macro(macro)}, image size {args.image_size}, {args.num_classes} classes)"
+          + (f" and their ONNX files (input x: 1 x 3 x {args.image_size} x {args.image_size}, batch axis dynamic)"
+             if args.onnx else "")
+          + "; time each file on the device, fill in latency_ms (ms), then `python -m utils.latency fit "
+            f"--measurements {out / 'manifest.csv'}`")
+    return archs
+
+
+def fit_command(args, parse) -> LatencyTable:
+    """`fit`: read, fit, write, and print the cross-validated error."""
+    from utils.latency_fit import fit_table, read_measurements, subsample
+
+    space, macro = resolve_space(args)
+    try:
+        candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
+    except ValueError as e:
+        raise UserError(f"--candidates: {e}") from None
+    if args.batch < 1:
+        raise LatencyError(f"--batch must be >= 1, got {args.batch}")
+    m = subsample(read_measurements(args.measurements, space, args.column, parse, args.arch_column),
+                  args.samples, args.seed)
+    table = fit_table(m, space, macro, candidates, args.model, args.batch, args.device_name, args.num_classes,
+                      args.image_size, {"samples": args.samples, "seed": args.seed})
+    try:
+        check_writable(Path(args.out).parent)
+        table.save(args.out)
+    except WriteError as e:
+        raise LatencyError(e.line("or choose another --out")) from None
+    f = table.meta["fit"]
+    cv = f["cv"]
+    print(f"wrote {args.out}: fit to {f['rows']} networks of {m.source} [{m.column}], {space.name} space "
+          f"{space.describe_macro(macro)}: {f['level_name']}, {f['terms']} terms")
+    print(f"cross-validated (leave-one-out): MAPE {cv['mape']:.2f} % over the {cv['rows_mape']} rows >= 0.5 ms, "
+          f"Spearman {cv['spearman']:.4f}, Kendall {cv['kendall']:.4f}")
+    return table
+
+
 # ------------------------------------------------------------------ command line
 def get_args_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(description="Latency tables for hardware-aware search.", formatter_class=fmt)
-    sub = p.add_subparsers(dest="command", required=True, help="build: measure a table; predict: latency of a genotype")
+    sub = p.add_subparsers(dest="command", required=True,
+                           help="build: measure a table here; sample / fit: a table from networks timed on another "
+                                "device; predict: latency of a genotype")
     b = sub.add_parser("build", formatter_class=fmt,
                        help="profile every entry a space needs on this device and write the table")
     b.add_argument("--device", choices=BACKENDS, default="cpu",
@@ -330,6 +430,40 @@ def get_args_parser() -> argparse.ArgumentParser:
                         "networks that mix them)")
     b.add_argument("--out", default="latency_table.json", help="output JSON file")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f = sub.add_parser("fit", formatter_class=fmt,
+                       help="fit a table to whole networks timed on a device (a CSV: architecture, latency in ms)")
+    f.add_argument("--measurements", required=True,
+                   help="CSV (or .csv.gz) with an architecture column and a latency column: the manifest.csv of "
+                        "`sample` once filled in, or any file of that layout (e.g. one column per device)")
+    f.add_argument("--column", default="latency_ms", help="the column of latencies (ms) to fit")
+    f.add_argument("--arch-column", default="arch",
+                   help="the column of architectures: a genotype name or JSON file, or a NAS-Bench-201 string")
+    add_space_flags(f)
+    f.add_argument("--candidates", nargs="+", default=None, help="candidate op names (default: all of the space's)")
+    f.add_argument("--samples", type=int, default=None, metavar="K",
+                   help="fit on K rows drawn at random from the file (default: every row)")
+    f.add_argument("--seed", type=int, default=0, help="the draw of --samples")
+    f.add_argument("--model", choices=("auto", "optype", "edge", "group"), default="auto",
+                   help="the finest terms allowed: optype (one cost per op type), edge (per op and edge), group "
+                        "(ops of one input group together); auto = group; each finer level is a ridge whose "
+                        "penalty leave-one-out cross-validation chooses, and drops when it does not pay")
+    f.add_argument("--batch", type=int, default=1, help="the batch size the networks were timed at")
+    f.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="the networks' input size")
+    f.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="the networks' classes")
+    f.add_argument("--device-name", default=None, help="what the table says it was measured on (default: --column)")
+    f.add_argument("--out", default="latency_table.json", help="output JSON file")
+    s = sub.add_parser("sample", formatter_class=fmt,
+                       help="pick K architectures to time on a device and export each to ONNX, with manifest.csv")
+    add_space_flags(s)
+    s.add_argument("--candidates", nargs="+", default=None, help="candidate op names (default: all of the space's)")
+    s.add_argument("--samples", type=int, default=100, metavar="K",
+                   help="distinct architectures: every op on every decision first, then random")
+    s.add_argument("--seed", type=int, default=0, help="the random draw")
+    s.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="the deployed input size")
+    s.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="the deployed classes")
+    s.add_argument("--no-onnx", dest="onnx", action="store_false", help="write manifest.csv only (no ONNX files)")
+    s.add_argument("--out", default="latency_samples", help="output folder (manifest.csv, one .onnx per network)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
     q = sub.add_parser("predict", formatter_class=fmt, help="predicted latency of a derived network")
     q.add_argument("--table", required=True, help="latency table JSON")
     q.add_argument("--genotype", required=True,
@@ -365,6 +499,10 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
         return table
     import genotypes  # the named genotypes: only the CLI needs them
 
+    if args.command == "fit":
+        return fit_command(args, genotypes.get)
+    if args.command == "sample":
+        return sample_command(args)
     table = LatencyTable.load(args.table)
     g = genotypes.get(args.genotype)
     ms = predict_genotype(table, g, stat=args.stat)

@@ -163,10 +163,13 @@ class Run:
     RESUMABLE; ``same``: flags that name what is being run (e.g. the search space), compared first with
     a message of their own; ``check(saved, path)``: script-specific checks of a resumed checkpoint;
     ``added``: flags newer than some checkpoints, with the value that stands for what those runs did (a
-    checkpoint without the flag resumes as if it had been given that value)."""
+    checkpoint without the flag resumes as if it had been given that value); ``warmup_free``: with
+    ``--from-warmup``, the flags that only the phase after the warm-up reads (they may differ from the
+    warm-up's run)."""
 
     def __init__(self, args: argparse.Namespace, kind: str, checkpoint: str, *, may_change=(), same=(), check=None,
-                 is_main: bool = True, guard: "Guard | None" = None, added: dict[str, Any] | None = None):
+                 is_main: bool = True, guard: "Guard | None" = None, added: dict[str, Any] | None = None,
+                 warmup_free=()):
         self.args, self.kind, self.is_main = args, kind, is_main
         self.out = Path(args.output)
         self.checkpoint = self.out / checkpoint
@@ -174,6 +177,7 @@ class Run:
         self.start_epoch = self.saved_epoch = self.epoch = 0
         self.last = self.checkpoint  # the file that holds saved_epoch
         self.finished = False
+        self.from_warmup = False  # a new run started from another run's warm-up (--from-warmup)
         self.dataset: DatasetInfo | None = None  # set by the script once the data is loaded; saved with state()
         self.guard = guard
         if guard is not None:
@@ -185,6 +189,8 @@ class Run:
                 raise UserError(e.line("or choose another --output")) from None
         if args.resume is None:
             refuse_existing_run(self.out, (checkpoint,), f"{kind} run")
+            if getattr(args, "from_warmup", None):
+                self._start_from_warmup(Path(args.from_warmup), added, same, warmup_free)
             return
         self.path = self.last = path = self.checkpoint if args.resume == "auto" else Path(args.resume)
         self.saved = load_checkpoint(path, kind=kind)
@@ -203,6 +209,29 @@ class Run:
         if changed and is_main:
             print(f"resuming {path} at epoch {self.saved['epoch']} with " + ", ".join(changed), flush=True)
         self.start_epoch = self.saved_epoch = self.saved["epoch"]
+
+    def _start_from_warmup(self, path: Path, added, same, free) -> None:
+        """A new run that starts where another run's warm-up ended (its checkpoint at epoch ==
+        --warmup-epochs): weights, optimizer and RNG state as that run had them, so that it continues bit
+        for bit as the warm-up's own run would have with this run's flags.  Every flag the warm-up reads
+        must be as it was there; the others (``free``: the search phase's) may differ."""
+        args = self.args
+        saved = load_checkpoint(path, kind=self.kind)
+        saved["args"] = {**(added or {}), **saved["args"]}
+        old, now = ({k: d.get(k) for k in same} for d in (saved["args"], vars(args)))
+        if old != now:
+            raise UserError(f"--from-warmup {path} is for {_describe(old)}; this run asks for {_describe(now)}")
+        warm = saved["args"].get("warmup_epochs")
+        if saved["epoch"] != warm or warm != args.warmup_epochs:
+            raise UserError(f"--from-warmup {path} holds epoch {saved['epoch']} of a run with --warmup-epochs {warm}; "
+                            f"it must hold the end of a warm-up of --warmup-epochs {args.warmup_epochs} "
+                            f"(run that search with --stop-after {args.warmup_epochs})")
+        differ = changed_flags(saved["args"], vars(args), RESUMABLE | set(free) | {"from_warmup", "stop_after"})
+        if differ:
+            raise UserError(f"--from-warmup {path} was warmed up with other settings: " + ", ".join(differ)
+                            + "; only the search phase's flags may differ from the warm-up's")
+        self.saved, self.path, self.from_warmup = saved, path, True
+        self.start_epoch = saved["epoch"]  # nothing saved in this folder yet: saved_epoch stays 0
 
     @property
     def resume_epoch(self) -> int:
