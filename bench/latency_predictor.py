@@ -72,7 +72,8 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a, b)[0, 1])
+    from scipy import stats
+    return float(stats.pearsonr(a, b)[0])
 
 
 def main(args: argparse.Namespace) -> dict[str, float]:

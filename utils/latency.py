@@ -336,9 +336,11 @@ def sample_command(args) -> list:
     archs = sample_architectures(space, macro, list(candidates), args.samples, args.seed)
     out = Path(args.out)
     try:
+        out.mkdir(parents=True, exist_ok=True)
         check_writable(out)
-    except WriteError as e:
-        raise LatencyError(e.line("or choose another --out")) from None
+    except OSError as e:  # WriteError included
+        raise LatencyError(e.line("or choose another --out") if isinstance(e, WriteError)
+                           else f"cannot make --out {out}: {e.strerror}") from None
     rows = []
     if args.onnx:
         from tqdm import tqdm
