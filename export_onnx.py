@@ -142,7 +142,9 @@ def _example(model: nn.Module) -> torch.Tensor:
     return torch.randn(2, 3, model.image_size, model.image_size)
 
 
-def export_torchscript(model: nn.Module, path: Path, opset: int | None) -> None:
+def export_torchscript(model: nn.Module, path: Path, opset: int | None, batch: int | None = None) -> None:
+    """``batch`` None: the batch axis symbolic; a number: a static input of that batch (a device's converter or
+    benchmark tool may want every shape fixed: python -m utils.latency sample)."""
     with warnings.catch_warnings():
         # chosen knowingly (EXPORTER_HELP); torch's notice on every export would only repeat it
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export",
@@ -150,9 +152,10 @@ def export_torchscript(model: nn.Module, path: Path, opset: int | None) -> None:
         # F.pad's pad list reversed (a Slice with step -1, for the zero-padded shortcut): the exporter
         # notes that it does not fold it; onnxruntime folds such constants when it loads the graph
         warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
-        torch.onnx.export(model, (_example(model),), str(path), dynamo=False, input_names=[INPUT_NAME],
+        example = _example(model) if batch is None else torch.randn(batch, 3, model.image_size, model.image_size)
+        torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], opset_version=opset,
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+                          dynamic_axes=None if batch is not None else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
 
 
 def export_dynamo(model: nn.Module, path: Path, opset: int | None, optimize: bool = True) -> None:

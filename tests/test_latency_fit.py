@@ -139,6 +139,7 @@ def test_sample_fill_fit_predict_nb201(tmp_path, capsys):
         assert {archs[i].ops[d] for i in range(5)} == set(PRIMITIVES)
     import onnxruntime as ort
     sess = ort.InferenceSession(str(out / lines[0]["file"]), providers=["CPUExecutionProvider"])
+    assert sess.get_inputs()[0].shape == [1, 3, 32, 32]  # the deployed batch, every shape static
     assert sess.run(None, {sess.get_inputs()[0].name: np.zeros((1, 3, 32, 32), np.float32)})[0].shape == (1, 10)
     for r in lines:  # "time them on the device"
         r["latency_ms"] = f"{op_type_ms(CellGenotype.from_string(r['arch']).ops):.6f}"

@@ -333,6 +333,8 @@ def sample_command(args) -> list:
         candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
     except ValueError as e:
         raise UserError(f"--candidates: {e}") from None
+    if args.batch < 1:
+        raise LatencyError(f"--batch must be >= 1, got {args.batch}")
     archs = sample_architectures(space, macro, list(candidates), args.samples, args.seed)
     out = Path(args.out)
     try:
@@ -350,7 +352,7 @@ def sample_command(args) -> list:
         for i, g in enumerate(tqdm(archs, desc="export", disable=args.no_progress, unit="net")):
             net = build_net(g, args.num_classes, image_size=args.image_size, macro=macro)
             calibrate_bn(net)
-            export_torchscript(net.eval(), out / f"net_{i:04d}.onnx", None)
+            export_torchscript(net.eval(), out / f"net_{i:04d}.onnx", None, batch=args.batch)
             rows.append(f"net_{i:04d}.onnx")
     else:
         rows = [""] * len(archs)
@@ -366,7 +368,7 @@ def sample_command(args) -> list:
     atomic_write_text(out / "manifest.csv", buf.getvalue())
     print(f"wrote {out / 'manifest.csv'}: {len(archs)} {space.name} architectures "
           f"({space.describe_macro(macro)}, image size {args.image_size}, {args.num_classes} classes)"
-          + (f" and their ONNX files (input x: 1 x 3 x {args.image_size} x {args.image_size}, batch axis dynamic)"
+          + (f" and their ONNX files (input {args.batch} x 3 x {args.image_size} x {args.image_size})"
              if args.onnx else "")
           + "; time each file on the device, fill in latency_ms (ms), then `python -m utils.latency fit "
             f"--measurements {out / 'manifest.csv'}`")
@@ -463,6 +465,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="the random draw")
     s.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="the deployed input size")
     s.add_argument("--num-classes", type=int, default=NUM_CLASSES, help="the deployed classes")
+    s.add_argument("--batch", type=int, default=1, help="the deployed batch size: the ONNX files' static input batch")
     s.add_argument("--no-onnx", dest="onnx", action="store_false", help="write manifest.csv only (no ONNX files)")
     s.add_argument("--out", default="latency_samples", help="output folder (manifest.csv, one .onnx per network)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
