@@ -322,19 +322,24 @@ def sample_architectures(space: SearchSpace, macro: dict, candidates: Sequence[s
     return out
 
 
+def space_and_candidates(args) -> tuple[SearchSpace, dict, tuple[str, ...]]:
+    """The space, size and candidates of a subcommand's flags (and --batch >= 1), each fault one flag-level line."""
+    if args.batch < 1:
+        raise LatencyError(f"--batch must be >= 1, got {args.batch}")
+    space, macro = resolve_space(args)
+    try:
+        return space, macro, space.check_candidates(space.primitives if args.candidates is None else args.candidates)
+    except ValueError as e:
+        raise UserError(f"--candidates: {e}") from None
+
+
 def sample_command(args) -> list:
     """`sample`: the architectures, their ONNX files (the project's exporter, batch 1 input), manifest.csv."""
     import csv
 
     from utils.checkpoint import atomic_write_text
 
-    space, macro = resolve_space(args)
-    try:
-        candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
-    except ValueError as e:
-        raise UserError(f"--candidates: {e}") from None
-    if args.batch < 1:
-        raise LatencyError(f"--batch must be >= 1, got {args.batch}")
+    space, macro, candidates = space_and_candidates(args)
     archs = sample_architectures(space, macro, list(candidates), args.samples, args.seed)
     out = Path(args.out)
     try:
@@ -379,13 +384,7 @@ def fit_command(args, parse) -> LatencyTable:
     """`fit`: read, fit, write, and print the cross-validated error."""
     from utils.latency_fit import fit_table, read_measurements, subsample
 
-    space, macro = resolve_space(args)
-    try:
-        candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
-    except ValueError as e:
-        raise UserError(f"--candidates: {e}") from None
-    if args.batch < 1:
-        raise LatencyError(f"--batch must be >= 1, got {args.batch}")
+    space, macro, candidates = space_and_candidates(args)
     m = subsample(read_measurements(args.measurements, space, args.column, parse, args.arch_column),
                   args.samples, args.seed)
     table = fit_table(m, space, macro, candidates, args.model, args.batch, args.device_name, args.num_classes,
@@ -484,11 +483,7 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
         for flag, value in (("--threads", args.threads), ("--batch", args.batch), ("--repeats", args.repeats)):
             if value is not None and value < 1:
                 raise LatencyError(f"{flag} must be >= 1, got {value}")
-        space, macro = resolve_space(args)
-        try:
-            candidates = space.check_candidates(space.primitives if args.candidates is None else args.candidates)
-        except ValueError as e:
-            raise UserError(f"--candidates: {e}") from None
+        space, macro, candidates = space_and_candidates(args)
         try:
             check_writable(Path(args.out).parent)  # before the minutes of measuring
             table = build_table(space, macro, candidates, args.batch, args.device, args.threads,
