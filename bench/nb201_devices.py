@@ -371,6 +371,7 @@ def plot(path: Path, cells, lat, acc, search_rows, spec_rows) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401 (matplotlib.ticker below)
 
     devices = list(dict.fromkeys([r["device"] for r in search_rows] + [r["searched_for"] for r in spec_rows]))
     if not devices:
@@ -392,7 +393,11 @@ def plot(path: Path, cells, lat, acc, search_rows, spec_rows) -> None:
         for r in (r for r in spec_rows if r["searched_for"] == d):
             i = where[r["arch"]]
             ax.scatter([y[i]], [acc[i]], s=40, marker="*", c="tab:orange", zorder=3, label="specialized search")
-        ax.set_xscale("log")
+        ax.set_xscale("log")  # from the 2nd percentile: the cells a device's compiler removes whole sit near 0
+        ax.set_xlim(float(np.percentile(y, 2)) * 0.9, float(y.max()) * 1.05)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.set_ylim(max(80.0, float(np.percentile(acc, 5))), float(acc.max()) + 0.5)
         ax.set_title(d, fontsize=9)
         ax.set_xlabel("measured latency (ms)", fontsize=8)
