@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import statistics
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +33,9 @@ from utils.faults import WriteError, check_writable, replacing
 from utils.latency import ort_options
 from utils.device import seed_everything
 from utils.space_args import add_space_flags, resolve_space
-from utils.train import recalibrate_bn
+from utils.onnx_export import INPUT_NAME, OUTPUT_NAME, calibrate_bn, export_torchscript
+from utils.onnx_export import example_input as _example
 
-INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, in a bare state_dict
 
 
@@ -78,14 +77,6 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], object, Dataset
     if "model" not in ckpt and isinstance(state.get("classifier.weight"), torch.Tensor):
         data = dataclasses.replace(data, name="unknown", num_classes=int(state["classifier.weight"].shape[0]))
     return state, stored, data, space, macro
-
-
-@torch.no_grad()
-def calibrate_bn(model: nn.Module, batches: int = 4, batch_size: int = 16) -> None:
-    """Give a randomly initialised network BN statistics measured on random inputs.  With the default
-    statistics (mean 0, var 1) nothing normalizes in eval mode and the logits of a deep random network
-    reach ~1e16, where an absolute comparison with onnxruntime would mean nothing."""
-    recalibrate_bn(model, (torch.randn(batch_size, 3, model.image_size, model.image_size) for _ in range(batches)))
 
 
 DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
@@ -135,27 +126,6 @@ def export(model: nn.Module, path: Path, opset: int | None, exporter: str = "tor
         export_torchscript(model, path, opset)
     else:
         raise UserError(f"unknown exporter {exporter!r}; valid: {', '.join(EXPORTERS)}")
-
-
-def _example(model: nn.Module) -> torch.Tensor:
-    # batch 2: torch.export specializes dimensions whose example size is 0 or 1
-    return torch.randn(2, 3, model.image_size, model.image_size)
-
-
-def export_torchscript(model: nn.Module, path: Path, opset: int | None, batch: int | None = None) -> None:
-    """``batch`` None: the batch axis symbolic; a number: a static input of that batch (a device's converter or
-    benchmark tool may want every shape fixed: python -m utils.latency sample)."""
-    with warnings.catch_warnings():
-        # chosen knowingly (EXPORTER_HELP); torch's notice on every export would only repeat it
-        warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export",
-                                category=DeprecationWarning)
-        # F.pad's pad list reversed (a Slice with step -1, for the zero-padded shortcut): the exporter
-        # notes that it does not fold it; onnxruntime folds such constants when it loads the graph
-        warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
-        example = _example(model) if batch is None else torch.randn(batch, 3, model.image_size, model.image_size)
-        torch.onnx.export(model, (example,), str(path), dynamo=False, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], opset_version=opset,
-                          dynamic_axes=None if batch is not None else {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
 
 
 def export_dynamo(model: nn.Module, path: Path, opset: int | None, optimize: bool = True) -> None:

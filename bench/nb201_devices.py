@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import io
-import itertools
 import json
 import math
 import statistics

@@ -352,8 +352,8 @@ def sample_command(args) -> list:
     if args.onnx:
         from tqdm import tqdm
 
-        from export_onnx import calibrate_bn, export_torchscript  # the deployment's exporter
         from models import build_net
+        from utils.onnx_export import calibrate_bn, export_torchscript  # the deployment's exporter
         for i, g in enumerate(tqdm(archs, desc="export", disable=args.no_progress, unit="net")):
             net = build_net(g, args.num_classes, image_size=args.image_size, macro=macro)
             calibrate_bn(net)

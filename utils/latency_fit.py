@@ -128,7 +128,7 @@ def subsample(m: Measurements, k: int | None, seed: int) -> Measurements:
     if k is None:
         return m
     if k < 1 or k > len(m.archs):
-        raise LatencyError(f"--samples must be between 1 and the {len(m.archs)} rows of {m.source}, got {k}")
+        raise LatencyError(f"cannot draw {k} rows from the {len(m.archs)} of {m.source} (draw 1 to {len(m.archs)})")
     pick = np.sort(np.random.default_rng(seed).choice(len(m.archs), size=k, replace=False))
     return Measurements([m.archs[i] for i in pick], m.ms[pick], [m.rows[i] for i in pick], m.source, m.column)
 
