@@ -34,7 +34,6 @@ violations, regret_mean (the 15 HELP pairs), regret_mean_all, specialized_best (
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
 import json
 import math
@@ -56,7 +55,7 @@ from utils.checkpoint import save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency_fit import Measurements, fit_table, scores  # noqa: E402
 from utils.latency_table import LatencyTable, group_costs  # noqa: E402
-from utils.nb201_table import NB201Table  # noqa: E402
+from utils.nb201_table import NB201Table, read_text  # noqa: E402
 
 MEASUREMENTS = ROOT / "nb201_table" / "device_latency.csv.gz"
 BAND = 0.05  # "equal latency": within +-5 % of the found cell's measured latency
@@ -108,9 +107,9 @@ def read_devices(path: str | Path) -> tuple[list[CellGenotype], dict[str, np.nda
 
     path = Path(path)
     try:
-        raw = gzip.open(path, "rt").read() if path.suffix == ".gz" else path.read_text()
-    except OSError as e:
-        raise UserError(f"cannot read --measurements {path}: {e.strerror}") from None
+        raw = read_text(path)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read --measurements {path}: {getattr(e, 'strerror', None) or e}") from None
     reader = csv.DictReader(io.StringIO(raw))
     if not reader.fieldnames or "arch" not in reader.fieldnames:
         raise UserError(f"--measurements {path} needs an 'arch' column and one column per device")
@@ -252,7 +251,7 @@ def search(args, seed: int, stage: Path, table: Path, target: float, warm: Path)
     return CellGenotype.from_dict(json.loads((stage / "genotype_final.json").read_text()))
 
 
-def judge(cell: CellGenotype, device: str, ms: float, lat, acc, acc100, where: dict[str, int]) -> dict:
+def judge(cell: CellGenotype, device: str, ms: float, lat, acc, acc100, cells, where: dict[str, int]) -> dict:
     i = where[cell.to_string()]
     y = lat[device]
     within = y <= ms
@@ -260,12 +259,8 @@ def judge(cell: CellGenotype, device: str, ms: float, lat, acc, acc100, where: d
     best = int(np.argmax(np.where(within, acc, -np.inf)))
     return {"arch": cell.to_string(), "measured_ms": float(y[i]), "ratio": float(y[i] / ms), "within": bool(y[i] <= ms),
             "cifar10": float(acc[i]), "cifar100": float(acc100[i]), "oracle_cifar10": float(acc[best]),
-            "oracle_cifar100": float(acc100[best]), "oracle_arch": cells_str(best, where),
+            "oracle_cifar100": float(acc100[best]), "oracle_arch": cells[best].to_string(),
             "regret": float(acc[best] - acc[i]), "equal_latency_cifar10": float(acc[near].mean())}
-
-
-def cells_str(i: int, where: dict[str, int]) -> str:
-    return next(s for s, j in where.items() if j == i)
 
 
 def run_searches(args, cells, lat, acc, acc100, out: Path) -> tuple[dict[str, float], list[dict]]:
@@ -278,7 +273,7 @@ def run_searches(args, cells, lat, acc, acc100, out: Path) -> tuple[dict[str, fl
             table = device_table(args, cells, lat, device, out)
             cell = search(args, seed, out / f"search_{device}_{label}_s{seed}", table, ms, warm)
             r = {"device": device, "constraint": label, "constraint_ms": ms, "seed": seed,
-                 **judge(cell, device, ms, lat, acc, acc100, where)}
+                 **judge(cell, device, ms, lat, acc, acc100, cells, where)}
             t = LatencyTable.load(table).meta["fit"]
             r["table_cv_mape"], r["help"] = t["cv"]["mape"], HELP_T4.get((device, float(label)) if label[0] != "p" else None)
             rows.append(r)

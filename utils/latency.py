@@ -348,28 +348,25 @@ def sample_command(args) -> list:
     except OSError as e:  # WriteError included
         raise LatencyError(e.line("or choose another --out") if isinstance(e, WriteError)
                            else f"cannot make --out {out}: {e.strerror}") from None
-    rows = []
+    stems = [f"net_{i:04d}" for i in range(len(archs))]
     if args.onnx:
         from tqdm import tqdm
 
         from models import build_net
         from utils.onnx_export import calibrate_bn, export_torchscript  # the deployment's exporter
-        for i, g in enumerate(tqdm(archs, desc="export", disable=args.no_progress, unit="net")):
+        for g, stem in zip(tqdm(archs, desc="export", disable=args.no_progress, unit="net"), stems):
             net = build_net(g, args.num_classes, image_size=args.image_size, macro=macro)
             calibrate_bn(net)
-            export_torchscript(net.eval(), out / f"net_{i:04d}.onnx", None, batch=args.batch)
-            rows.append(f"net_{i:04d}.onnx")
-    else:
-        rows = [""] * len(archs)
+            export_torchscript(net.eval(), out / f"{stem}.onnx", None, batch=args.batch)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["arch", "file", "latency_ms"])
-    for g, f in zip(archs, rows):
+    for g, stem in zip(archs, stems):
         name = g.to_string() if hasattr(g, "to_string") else None
         if name is None:  # a genotype without a one-line form (the tree space's): its JSON beside the manifest
-            name = f"{Path(f).stem or f'net_{len(buf.getvalue())}'}.json"
+            name = f"{stem}.json"
             atomic_write_text(out / name, json.dumps(g.to_dict()) + "\n")
-        w.writerow([name, f, ""])
+        w.writerow([name, f"{stem}.onnx" if args.onnx else "", ""])
     atomic_write_text(out / "manifest.csv", buf.getvalue())
     print(f"wrote {out / 'manifest.csv'}: {len(archs)} {space.name} architectures "
           f"({space.describe_macro(macro)}, image size {args.image_size}, {args.num_classes} classes)"

@@ -35,7 +35,7 @@ under-prediction (measured / leave-one-out prediction - 1) among the fit's rows 
 from __future__ import annotations
 
 import csv
-import gzip
+import io
 import itertools
 import math
 import os
@@ -48,6 +48,7 @@ import numpy as np
 from models.search_space import SearchSpace
 from models.space import IMAGE_SIZE, NUM_CLASSES
 from models.spaces import space_of
+from utils.nb201_table import read_text  # a CSV, gzip-compressed or not
 from utils.latency_table import LatencyError, LatencyTable, configs, fixed_key, group_shapes, with_baseline
 
 FIT_KIND = "fit from measured networks"
@@ -75,15 +76,14 @@ def read_measurements(path: str | os.PathLike, space: SearchSpace, column: str, 
     latency in ``column``; every fault is one LatencyError naming the line (the header is line 1) or column."""
     path = Path(path)
     try:
-        with (gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")) as f:
-            reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            for need in (arch_column, column):
-                if need not in header:
-                    raise LatencyError(f"{path} has no column {need!r} (its columns: {', '.join(header) or 'none'})")
-            lines = list(reader)
-    except OSError as e:
-        raise LatencyError(f"cannot read {path}: {e.strerror}") from None
+        reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
+        header = reader.fieldnames or []
+        for need in (arch_column, column):
+            if need not in header:
+                raise LatencyError(f"{path} has no column {need!r} (its columns: {', '.join(header) or 'none'})")
+        lines = list(reader)
+    except (OSError, EOFError, UnicodeDecodeError) as e:
+        raise LatencyError(f"cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
     except csv.Error as e:
         raise LatencyError(f"{path} is not a CSV file: {e}") from None
     seen: dict[str, tuple[int, float]] = {}
@@ -231,14 +231,16 @@ class Design:
 
 
 # ------------------------------------------------------------------ ridge with leave-one-out
-def ridge_loo(x: np.ndarray, y: np.ndarray, penalty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def ridge_loo(x: np.ndarray, y: np.ndarray, penalty: np.ndarray, gram: np.ndarray | None = None,
+              xty: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(coefficients, leave-one-out predictions) of least squares with a ridge penalty per column (0: none,
-    inf: column dropped).  LOO residual = residual / (1 - leverage), exact for a ridge."""
+    inf: column dropped).  LOO residual = residual / (1 - leverage), exact for a ridge.  ``gram`` = x'x and
+    ``xty`` = x'y when the caller has them (they do not depend on the penalty)."""
     keep = np.isfinite(penalty)
     xk = x[:, keep]
-    gram = xk.T @ xk + np.diag(penalty[keep] + 1e-9 * (np.trace(xk.T @ xk) / max(1, keep.sum())))
-    inv = np.linalg.pinv(gram, hermitian=True)
-    b = inv @ (xk.T @ y)
+    gk = (xk.T @ xk) if gram is None else gram[np.ix_(keep, keep)]
+    inv = np.linalg.pinv(gk + np.diag(penalty[keep] + 1e-9 * (np.trace(gk) / max(1, keep.sum()))), hermitian=True)
+    b = inv @ ((xk.T @ y) if xty is None else xty[keep])
     lev = np.einsum("ij,jk,ik->i", xk, inv, xk)
     resid = y - xk @ b
     loo = y - resid / np.maximum(1.0 - lev, 1e-9)
@@ -258,9 +260,11 @@ def choose_penalties(x: np.ndarray, y: np.ndarray, level: np.ndarray, max_level:
     search are fit from ~100 rows)."""
     lams = {lv: math.inf for lv in range(1, max_level + 1)}
 
+    gram, xty = x.T @ x, x.T @ y  # once for every penalty tried
+
     def fit(lam):
         pen = np.array([0.0 if lv <= 0 else lam[lv] for lv in level])
-        return ridge_loo(x, y, pen)
+        return ridge_loo(x, y, pen, gram, xty)
 
     beta, loo = fit(lams)
     for lv in range(1, max_level + 1):

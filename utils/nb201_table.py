@@ -26,6 +26,13 @@ from .errors import UserError
 COLUMNS = {"cifar10": "cifar10_test_200", "cifar100": "cifar100_test_200"}
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A text file, gzip-compressed or not (told by its first bytes, not its name).  Raises OSError (a
+    corrupt gzip file: gzip.BadGzipFile, an OSError too), EOFError or UnicodeDecodeError."""
+    raw = Path(path).read_bytes()
+    return gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
+
+
 class TableError(UserError):
     pass
 
@@ -50,9 +57,8 @@ class NB201Table:
         valid cell string and every needed value a number (``covers`` checks which cells are there)."""
         path = Path(path)
         try:
-            raw = path.read_bytes()
-            text = gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
-        except (OSError, EOFError, UnicodeDecodeError, gzip.BadGzipFile) as e:
+            text = read_text(path)
+        except (OSError, EOFError, UnicodeDecodeError) as e:
             raise TableError(f"cannot read the NAS-Bench-201 table {path}: {getattr(e, 'strerror', None) or e}") from None
         reader = csv.DictReader(io.StringIO(text))
         columns = list(reader.fieldnames or [])

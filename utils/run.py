@@ -193,11 +193,7 @@ class Run:
                 self._start_from_warmup(Path(args.from_warmup), added, same, warmup_free)
             return
         self.path = self.last = path = self.checkpoint if args.resume == "auto" else Path(args.resume)
-        self.saved = load_checkpoint(path, kind=kind)
-        self.saved["args"] = {**(added or {}), **self.saved["args"]}
-        old, now = ({k: d.get(k) for k in same} for d in (self.saved["args"], vars(args)))
-        if old != now:
-            raise UserError(f"checkpoint {path} is for {_describe(old)}; this run asks for {_describe(now)}")
+        self.saved = self._load(path, added, same, "checkpoint")
         if check is not None:
             check(self.saved, path)
         allowed = RESUMABLE | set(may_change)
@@ -210,17 +206,23 @@ class Run:
             print(f"resuming {path} at epoch {self.saved['epoch']} with " + ", ".join(changed), flush=True)
         self.start_epoch = self.saved_epoch = self.saved["epoch"]
 
+    def _load(self, path: Path, added, same, what: str) -> dict:
+        """A checkpoint of this kind, its flags completed with ``added``, refused unless the ``same`` flags
+        (what is being run) are this run's."""
+        saved = load_checkpoint(path, kind=self.kind)
+        saved["args"] = {**(added or {}), **saved["args"]}
+        old, now = ({k: d.get(k) for k in same} for d in (saved["args"], vars(self.args)))
+        if old != now:
+            raise UserError(f"{what} {path} is for {_describe(old)}; this run asks for {_describe(now)}")
+        return saved
+
     def _start_from_warmup(self, path: Path, added, same, free) -> None:
         """A new run that starts where another run's warm-up ended (its checkpoint at epoch ==
         --warmup-epochs): weights, optimizer and RNG state as that run had them, so that it continues bit
         for bit as the warm-up's own run would have with this run's flags.  Every flag the warm-up reads
         must be as it was there; the others (``free``: the search phase's) may differ."""
         args = self.args
-        saved = load_checkpoint(path, kind=self.kind)
-        saved["args"] = {**(added or {}), **saved["args"]}
-        old, now = ({k: d.get(k) for k in same} for d in (saved["args"], vars(args)))
-        if old != now:
-            raise UserError(f"--from-warmup {path} is for {_describe(old)}; this run asks for {_describe(now)}")
+        saved = self._load(path, added, same, "--from-warmup")
         warm = saved["args"].get("warmup_epochs")
         if saved["epoch"] != warm or warm != args.warmup_epochs:
             raise UserError(f"--from-warmup {path} holds epoch {saved['epoch']} of a run with --warmup-epochs {warm}; "
