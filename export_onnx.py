@@ -111,7 +111,7 @@ EXPORTER_HELP = (
     "and check of the released network (B=18 F=400) took 9-21 s on our 2-core CPU. dynamo: the torch.export-based "
     "exporter with its graph optimizer, torch's supported path (the TorchScript exporter is deprecated) that proves "
     "the batch axis dynamic, but 7-11x slower there (105-154 s) for a file that onnxruntime ran at most 5 %% faster "
-    "(README, bench/export_time.py). Either file passes the same checks: onnx.checker, a symbolic batch axis, and "
+    "(docs/export.md, bench/export_time.py). Either file passes the same checks: onnx.checker, a symbolic batch axis, and "
     "onnxruntime within --atol at every --batch-sizes")
 
 

@@ -2,7 +2,7 @@
 
 It calls the real scripts (search_cifar, train_cifar, visualize_cifar, export_onnx) with small settings,
 so a working run means the whole pipeline works on this machine.  With the default flags it takes
-under 10 minutes on a 2-core CPU (see README); accuracies are those of a tiny network trained on a
+under 10 minutes on a 2-core CPU (docs/test_run.md); accuracies are those of a tiny network trained on a
 few thousand images for a few minutes, a smoke test, not a result.
 
     python test_run.py                     # CIFAR-10 in ./data (downloaded if missing)

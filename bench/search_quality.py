@@ -59,7 +59,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-epochs", type=int, default=8, help="retraining epochs")
     p.add_argument("--train-seeds", type=int, nargs="+", default=[0],
                    help="retrain every genotype once per seed; its accuracy is the mean (8-epoch retrainings on "
-                        "10k images differ by about 1 point between seeds, see README)")
+                        "10k images differ by about 1 point between seeds, docs/results.md)")
     p.add_argument("--latency-table", default=None, help="draw random genotypes at the searched one's latency")
     p.add_argument("--search-flags", nargs=argparse.REMAINDER, default=[],
                    help="more search_cifar.py flags, e.g. --search-flags --algo reinforce (last on the line)")

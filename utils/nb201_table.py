@@ -3,7 +3,7 @@
 The table is a CSV (optionally gzip-compressed) with at least the columns ``arch`` (the benchmark's cell
 string) and the accuracy column of the data set searched: ``cifar10_test_200`` (CIFAR-10 test accuracy
 after the benchmark's 200-epoch recipe) or ``cifar100_test_200``.  The project ships the benchmark's
-figures as nb201_table/accuracy.csv.gz (MIT, see nb201_table/NOTICE.md); README "Search spaces" shows
+figures as nb201_table/accuracy.csv.gz (MIT, see nb201_table/NOTICE.md); docs/spaces.md and nb201_table/NOTICE.md show
 how to make such a file from the official ``nats_bench`` API.
 
 A cell's *percentile* is the share of the table's cells (%) that score strictly below it: 100 is the best

@@ -47,7 +47,7 @@ def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="cifar10", choices=DATASETS,
                    help="cifar10 / cifar100: the python layouts, downloaded into --data if missing; folder: "
-                        "--data holds train/<class>/ and val/<class>/ (or test/) images (README: Your own data)")
+                        "--data holds train/<class>/ and val/<class>/ (or test/) images (docs/own_data.md)")
     g.add_argument("--data", default="./data",
                    help="folder holding cifar-10-batches-py or cifar-100-python, or the image folder")
     g.add_argument("--no-download", dest="download", action="store_false", help="never download; fail if data is missing")
