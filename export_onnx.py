@@ -31,7 +31,7 @@ from utils.checkpoint import load_checkpoint, load_fitting
 from utils.data import CIFAR10, DatasetInfo
 from utils.faults import WriteError, check_writable, replacing
 from utils.latency import ort_options
-from utils.device import seed_everything
+from utils.device import idle_cores, seed_everything
 from utils.space_args import add_space_flags, resolve_space
 from utils.onnx_export import INPUT_NAME, OUTPUT_NAME, calibrate_bn, export_torchscript
 from utils.onnx_export import example_input as _example
@@ -83,9 +83,9 @@ DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
 
 
 def load_network(genotype_arg: str | None, checkpoint: str | None,
-                 space_flags: argparse.Namespace | None = None) -> nn.Module:
+                 space_flags: argparse.Namespace | None = None, stages: dict | None = None) -> nn.Module:
     """The derived network in eval mode: the checkpoint's weights, or random ones (BN calibrated).
-    space_flags: --space and the size flags (None: none given)."""
+    space_flags: --space and the size flags (None: none given); stages: gets the BN calibration's seconds."""
     state, stored, data, space, macro = read_checkpoint(checkpoint) if checkpoint else (None, None, CIFAR10, None, None)
     genotype = genotypes.get(genotype_arg) if genotype_arg is not None else stored
     if genotype_arg is not None and stored is not None:
@@ -98,7 +98,10 @@ def load_network(genotype_arg: str | None, checkpoint: str | None,
         genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
     model = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)
     if state is None:
+        t = time.perf_counter()
         calibrate_bn(model)
+        if stages is not None:
+            stages["bn_calibration"] = time.perf_counter() - t
     else:
         load_fitting(model, state, f"--checkpoint {checkpoint}", hint="pass the --genotype it was trained with")
     return model.eval()
@@ -176,24 +179,41 @@ def ort_session(path: Path, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), ort_options(threads), providers=["CPUExecutionProvider"])
 
 
-def median_ms(fn, runs: int, warmup: int = 3) -> float:
+def median_ms(fn, runs: int, seconds: float, warmup: int = 2) -> tuple[float, int]:
+    """(median ms, runs made): ``runs`` timed calls after ``warmup``, or fewer (at least 3) when they would
+    take longer than ``seconds`` (the warm-up counted): a slow network on a busy machine still ends."""
+    start = time.perf_counter()
     for _ in range(warmup):
         fn()
     times = []
-    for _ in range(runs):
+    while len(times) < runs and (len(times) < 3 or time.perf_counter() - start < seconds):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(times) * 1e3, len(times)
 
 
-def latency_ms(session: ort.InferenceSession, model: nn.Module, runs: int, seed: int) -> tuple[float, float]:
-    """Median wall-clock ms of one batch-1 forward: (onnxruntime, torch eager)."""
+def latency_ms(session: ort.InferenceSession, model: nn.Module, runs: int, seconds: float, seed: int
+               ) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Median wall-clock ms of one batch-1 forward and the runs timed: (onnxruntime, torch eager), each
+    within ``seconds``."""
     x = torch.randn(1, 3, model.image_size, model.image_size, generator=torch.Generator().manual_seed(seed + 1))
     feed = {INPUT_NAME: x.numpy()}
-    ort_ms = median_ms(lambda: session.run([OUTPUT_NAME], feed), runs)
+    ort_ms = median_ms(lambda: session.run([OUTPUT_NAME], feed), runs, seconds)
     with torch.inference_mode():
-        return ort_ms, median_ms(lambda: model(x), runs)
+        return ort_ms, median_ms(lambda: model(x), runs, seconds)
+
+
+def threads_arg(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected auto or a count >= 0, got {value!r}")
+    return n
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -215,25 +235,35 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-4, help="largest max-abs difference of the logits accepted")
     p.add_argument("--latency-runs", type=int, default=50,
                    help="timed runs at batch 1 for the latency (median); 0 skips timing")
-    p.add_argument("--threads", type=int, default=0,
-                   help="intra-op threads for onnxruntime and torch (0: each library's default)")
+    p.add_argument("--latency-seconds", type=float, default=10.0,
+                   help="time budget of each latency (onnxruntime, torch): fewer runs (at least 3) when "
+                        "--latency-runs would take longer; the runs made are printed")
+    p.add_argument("--threads", type=threads_arg, default="auto",
+                   help="intra-op threads for onnxruntime and torch: auto = the cores idle now (the cores minus "
+                        "the 1-minute load average, at least 1: a thread pool on a core another process holds "
+                        "runs many times slower), 0 = each library's default (one per core), or a count")
     p.add_argument("--seed", type=int, default=0, help="seed for the random weights and the test inputs")
     add_space_flags(p, title="search space (read from the genotype or checkpoint when left out)")
     return p
 
 
 def main(args: argparse.Namespace) -> dict:
-    if min(args.batch_sizes) < 1 or args.latency_runs < 0 or args.threads < 0:
-        raise UserError("--batch-sizes must be >= 1, --latency-runs and --threads >= 0")
+    if min(args.batch_sizes) < 1 or args.latency_runs < 0 or not args.latency_seconds > 0:
+        raise UserError("--batch-sizes must be >= 1, --latency-runs >= 0, --latency-seconds > 0")
+    threads = idle_cores() if args.threads == "auto" else args.threads
     seed_everything(args.seed)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    model = load_network(args.genotype, args.checkpoint, args)
+    if threads > 0:
+        torch.set_num_threads(threads)
+    stages = {}  # seconds of each stage: where the command's time goes (bench/export_time.py reads them)
+    t = time.perf_counter()
+    model = load_network(args.genotype, args.checkpoint, args, stages)
+    stages["build"] = time.perf_counter() - t - stages.get("bn_calibration", 0.0)
     print(f"network: {model.space.name} space {model.space.describe_macro(model.macro)}"
           f"{'' if model.genotype.describe() in model.space.describe_macro(model.macro) else ' ' + model.genotype.describe()}, "
           f"{count_parameters(model):,} parameters, input 3x{model.image_size}"
           f"x{model.image_size}, {model.num_classes} classes, "
-          f"{'weights from ' + args.checkpoint if args.checkpoint else 'random weights'}")
+          f"{'weights from ' + args.checkpoint if args.checkpoint else 'random weights'}; "
+          f"{threads or 'default'} threads" + (" (auto: the idle cores)" if args.threads == "auto" else ""))
 
     out = Path(args.output)
     t0 = time.perf_counter()
@@ -243,14 +273,20 @@ def main(args: argparse.Namespace) -> dict:
             export(model, tmp, args.opset, args.exporter)
     except WriteError as e:
         raise UserError(f"--output: {e.line('or choose another --output')}") from None
-    session, result = check_onnx(model, out, args.batch_sizes, args.atol, args.threads, args.seed)
-    result["seconds"] = time.perf_counter() - t0  # export and check: what bench/export_time.py reports
+    stages["export"] = time.perf_counter() - t0
+    session, result = check_onnx(model, out, args.batch_sizes, args.atol, threads, args.seed)
+    result["seconds"] = time.perf_counter() - t0  # export and check
+    stages["check"] = result["seconds"] - stages["export"]
     print(f"export ({args.exporter}) and check: {result['seconds']:.0f} s")
     if args.latency_runs:
-        result["ort_ms"], result["torch_ms"] = latency_ms(session, model, args.latency_runs, args.seed)
-        print(f"latency at batch 1 (median of {args.latency_runs}, CPU, "
-              f"{args.threads or 'default'} threads): onnxruntime {result['ort_ms']:.2f} ms, "
-              f"torch eager {result['torch_ms']:.2f} ms")
+        t = time.perf_counter()
+        (result["ort_ms"], n_ort), (result["torch_ms"], n_torch) = latency_ms(
+            session, model, args.latency_runs, args.latency_seconds, args.seed)
+        stages["latency"] = time.perf_counter() - t
+        print(f"latency at batch 1 (median, CPU, {threads or 'default'} threads): onnxruntime {result['ort_ms']:.2f} ms "
+              f"({n_ort} runs), torch eager {result['torch_ms']:.2f} ms ({n_torch} runs)")
+    result["threads"], result["stages"] = threads, stages
+    print("stages (s): " + " ".join(f"{k}={v:.2f}" for k, v in stages.items()))
     return result
 
 

@@ -36,11 +36,11 @@ from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_group
 
 # flags added after searches were checkpointed, with what those searches did (they resume with these)
 ADDED_FLAGS = {"derive": "argmax", "latency_stat": "median_ms", "supernet_bn": "standard", "warmup_ops": "all",
-               "eval_images": None, "latency_margin": "auto", "from_warmup": None}
+               "eval_images": None, "latency_margin": "auto", "from_warmup": None, "search_paths": "alpha"}
 # what only the phase after the warm-up reads: a search started --from-warmup may set these anew
 SEARCH_PHASE = ("epochs", "arch_every", "arch_lr", "arch_betas", "arch_eps", "algo", "arch_mode", "reinforce_samples",
                 "baseline_decay", "latency_table", "target_latency", "latency_loss", "latency_lambda", "latency_beta",
-                "derive", "latency_stat", "latency_margin", "reward_w", "nb201_table", "eval_images")
+                "derive", "latency_stat", "latency_margin", "reward_w", "nb201_table", "eval_images", "search_paths")
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -79,6 +79,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch-batch-size", type=int, default=64, help="architecture-step batch (ours)")
     g.add_argument("--arch-every", type=int, default=5, metavar="K",
                    help="one architecture step every K weight steps (official ImageNet search: 5)")
+    g.add_argument("--search-paths", choices=("alpha", "uniform"), default="alpha",
+                   help="the weight steps' paths after the warm-up: drawn from alpha (the paper's) or uniformly as "
+                        "in the warm-up (every op keeps training equally, one-shot style; alpha still learns)")
     g = p.add_argument_group("weights")
     g.add_argument("--lr", type=float, default=0.1, help="peak SGD lr, cosine to 0 (per phase) (authors' CIFAR: 0.1)")
     g.add_argument("--momentum", type=float, default=0.9, help="Nesterov momentum (authors' CIFAR: 0.9)")
@@ -219,7 +222,7 @@ def search_epoch(s: SimpleNamespace, args: argparse.Namespace, epoch: int, devic
     arch_hook = s.architect.hook(args.arch_every, cifar.endless(s.arch_loader), arch_meter)
     s.sync.reset()
 
-    with s.supernet.gate_mode("uniform" if warm else "sample"):
+    with s.supernet.gate_mode("uniform" if warm or args.search_paths == "uniform" else "sample"):
         train = train_one_epoch(
             s.supernet, s.train_loader, s.w_opt, criterion=s.criterion, amp=s.amp,
             lr_at=lambda step: cosine_lr(args.lr, step, phase_len * spe), first_step=phase_epoch * spe,

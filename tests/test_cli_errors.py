@@ -29,7 +29,7 @@ BAD_INPUT = {
     "bench/latency_predictor.py": (["--B", "0"], "B (blocks per stage)"),
     "bench/train_throughput.py": (["--batch-size", "0"], "--batch-size"),
     "bench/ddp_search.py": (["--batch-size", "3"], "--batch-size"),
-    "bench/export_time.py": (["--random", "0", "64"], "--random B F"),
+    "bench/export_time.py": (["--busy", "-1"], "--busy"),
     "bench/bf16_stress.py": (["--seeds", "0"], "--seeds"),
     "bench/search_quality.py": (["--random", "1", "--output", "{tmp}/out"], "--random"),
     "bench/nb201_search.py": (["--seeds", "0", "0", "--output", "{tmp}/out"], "--seeds"),

@@ -80,6 +80,7 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@pytest.mark.long
 def test_search_whose_disk_fills_before_its_second_checkpoint(tmp_path, disk):
     data = write_tiny_data(tmp_path)
     ref = tmp_path / "ref"  # an uninterrupted search (TensorBoard on, as by default), to size the disk

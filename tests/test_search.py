@@ -112,6 +112,7 @@ def _table(tmp_path):
     return LatencyModel(table, build_supernet(1, 64)), tmp_path / "lat.json"
 
 
+@pytest.mark.long
 def test_tight_latency_target_gives_a_faster_genotype(synthetic_data, tmp_path):
     model, path = _table(tmp_path)
     tight = model.predict(genotypes.uniform(1, 64, "identity"))  # the fastest network of the space

@@ -171,6 +171,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.long
 def test_search_subprocess_sigterm_prints_the_resume_command_that_then_finishes(tmp_path):
     """The acceptance case: SIGTERM once the first checkpoint is there (in epoch 2, 6 steps of a few
     tenths of a second each), then the printed command, run as printed, ends like an uninterrupted search."""
@@ -220,6 +221,7 @@ def worker_pid(out: Path, rank: int) -> int | None:
 
 
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+@pytest.mark.long
 def test_torchrun_sigterm_to_one_rank_stops_every_rank(tmp_path):
     data = write_tiny_data(tmp_path)
     out = tmp_path / "run"

@@ -11,7 +11,7 @@ import test_run
 def test_pipeline_end_to_end(tmp_path, space):
     args = test_run.get_args_parser().parse_args([
         "--synthetic", "--train-images", "80", "--arch-split", "16", "--test-images", "32",
-        "--warmup-epochs", "1", "--search-epochs", "1", "--train-epochs", "1", "--batch-size", "16",
+        "--warmup-epochs", "1", "--search-epochs", "1", "--train-epochs", "1", "--batch-size", "16", "--arch-every", "1",
         "--output", str(tmp_path / "run"), "--no-progress", "--device", "cpu", "--space", space])
     res = test_run.main(args)
     run = tmp_path / "run"
@@ -24,3 +24,10 @@ def test_pipeline_end_to_end(tmp_path, space):
     assert any(str(p).endswith("_cell.gv") for p in res["pictures"])
     assert set(res["times"]) == {"data", "search", "retrain", "visualize", "export"}
     assert g.space == {"tree": "proxyless_cifar_tree", "nb201": "nb201"}[space]
+    learned = res["learning"]
+    assert learned["entropy_end"] < learned["entropy_start"]  # alpha left uniform (the summary's figures)
+    assert learned["prob_end"] > learned["prob_start"]
+    if space == "nb201":  # the shipped table judged the final cell
+        from utils.nb201_table import NB201Table
+        assert learned["table_acc"] == NB201Table.load(test_run.NB201_TABLE).lookup(g)
+        assert learned["table_acc"] != learned["random_mean"]

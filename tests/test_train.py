@@ -131,6 +131,7 @@ def test_cpu_sync_batchnorm_matches_whole_batch(tmp_path):
             torch.testing.assert_close(r["state"][k], v, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.long
 def test_ddp_two_processes_match_one(synthetic_data, tmp_path):
     """torchrun, 2 CPU processes (gloo), --sync-bn, augmentation off, global batch 16 (8 per process)
     vs one process with batch 16.  Path- and cell-drop are on: every process draws the same drops

@@ -207,6 +207,7 @@ def test_search_checkpoint_on_a_full_disk_keeps_the_last_one_and_resumes_exactly
     assert [r["epoch"] for r in records(out)] == [1, 2, 3]
 
 
+@pytest.mark.long
 def test_search_log_and_genotype_write_failures_each_resume(data, tmp_path, monkeypatch):
     """One run, three failures: epoch 2's log record (part of it fits), epoch 2's genotype.json (its
     record is in the log: the resume drops it), and genotype_final.json after the last checkpoint."""
@@ -279,7 +280,7 @@ def test_export_on_a_full_disk_leaves_no_half_model(tmp_path, monkeypatch):
     monkeypatch.setattr(export_onnx, "export", export)
     target = tmp_path / "out" / "model.onnx"
     args = export_onnx.get_args_parser().parse_args(["--genotype", "proxyless_cifar", "--output", str(target)])
-    monkeypatch.setattr(export_onnx, "load_network", lambda g, c, flags=None: genotypes_net())
+    monkeypatch.setattr(export_onnx, "load_network", lambda g, c, flags=None, stages=None: genotypes_net())
     with pytest.raises(UserError) as e:
         export_onnx.main(args)
     assert f"--output: cannot write {target}: {REASON[errno.ENOSPC]}" in str(e.value)

@@ -1,6 +1,7 @@
 """Where a run computes and how it draws random numbers: device choice, seeding, RNG state."""
 from __future__ import annotations
 
+import os
 import platform
 import random
 from pathlib import Path
@@ -50,6 +51,24 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return device_name("cuda")
     return f"{device.type} ({device_name(device.type)}, {torch.get_num_threads()} threads)"
+
+
+def idle_cores() -> int:
+    """The CPU cores this process may use that are idle now: the cores of its affinity mask minus the
+    1-minute load average, rounded, at least 1.  Why: torch's and onnxruntime's default is one thread per
+    core, and a thread pool whose threads wait for each other at every op runs many times slower when
+    another process holds one of its cores (the released network's export took ~7 min at the default
+    beside one busy process on 2 cores, 40 s with one thread).  The load average lags by about a
+    minute and counts every runnable process, so this is an estimate, never more than the cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows: no load average; take every core
+        busy = 0.0
+    return max(1, min(cores, round(cores - busy)))
 
 
 def seed_everything(seed: int) -> None:

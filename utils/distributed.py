@@ -49,8 +49,15 @@ def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     return info, device
 
 
-def cleanup() -> None:
+def cleanup(barrier: bool = False) -> None:
+    """Leave the process group; ``barrier``: first wait until every process got here.  Why: a process that
+    tears its gloo connections down while a peer still uses its own can abort that peer in C++ ("terminate
+    called without an active exception", SIGABRT; seen once on rank 1 of a finished 2-process CPU search on
+    a loaded machine) -- a completed run then reports failure.  After an error no barrier: the peers may be
+    gone, and waiting for them would hang."""
     if dist.is_available() and dist.is_initialized():
+        if barrier:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -58,10 +65,12 @@ def cleanup() -> None:
 def process_group(device: torch.device):
     """``with process_group(device) as (info, device):`` -- init_distributed, and cleanup afterwards."""
     info, device = init_distributed(device)
+    ok = False
     try:
         yield info, device
+        ok = True
     finally:
-        cleanup()
+        cleanup(barrier=ok)
 
 
 def all_reduce_sum(values: torch.Tensor, info: DistInfo) -> torch.Tensor:
