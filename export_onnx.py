@@ -235,7 +235,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-4, help="largest max-abs difference of the logits accepted")
     p.add_argument("--latency-runs", type=int, default=50,
                    help="timed runs at batch 1 for the latency (median); 0 skips timing")
-    p.add_argument("--latency-seconds", type=float, default=10.0,
+    p.add_argument("--latency-seconds", type=float, default=5.0,
                    help="time budget of each latency (onnxruntime, torch): fewer runs (at least 3) when "
                         "--latency-runs would take longer; the runs made are printed")
     p.add_argument("--threads", type=threads_arg, default="auto",

@@ -434,3 +434,19 @@ def test_a_small_supernet_searches_for_the_latency_of_the_benchmarks_network():
     from utils.latency_table import predict_genotype
     assert float(model.expected(proxy).detach()) == pytest.approx(predict_genotype(table, MIXED), rel=1e-6)
     assert model.predict(MIXED) == pytest.approx(predict_genotype(table, MIXED), rel=1e-12)
+
+
+@pytest.mark.parametrize("paths", ["alpha", "uniform"])
+def test_search_paths_choose_how_weight_steps_draw(data, tmp_path, monkeypatch, paths):
+    """--search-paths uniform: after the warm-up the weight steps keep drawing uniformly (from the warm-up's
+    ops); alpha: they draw from alpha.  Counted at the one place every stochastic forward samples."""
+    import models.supernet as supernet_module
+    calls = []
+    real = supernet_module.sample_paths
+    monkeypatch.setattr(supernet_module, "sample_paths", lambda alpha, mode, *a: calls.append(mode) or real(alpha, mode, *a))
+    _search(data, tmp_path / "s", "--arch-every", "1", "--search-paths", paths)
+    log = [json.loads(line) for line in (tmp_path / "s" / "log.jsonl").read_text().splitlines()]
+    warm_steps = sum(r["weight_steps"] for r in log if r["phase"] == "warmup")
+    all_steps = sum(r["weight_steps"] for r in log)
+    assert calls.count("uniform") == (warm_steps if paths == "alpha" else all_steps)
+    assert calls.count("two") == sum(r["arch_steps"] for r in log) > 0  # alpha learns either way
