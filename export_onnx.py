@@ -239,9 +239,9 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="time budget of each latency (onnxruntime, torch): fewer runs (at least 3) when "
                         "--latency-runs would take longer; the runs made are printed")
     p.add_argument("--threads", type=threads_arg, default="auto",
-                   help="intra-op threads for onnxruntime and torch: auto = the cores idle now (the cores minus "
-                        "the 1-minute load average, at least 1: a thread pool on a core another process holds "
-                        "runs many times slower), 0 = each library's default (one per core), or a count")
+                   help="intra-op threads for onnxruntime and torch: auto = the cores idle now (measured over "
+                        "0.25 s, at least 1: a thread pool on a core another process holds runs many times "
+                        "slower), 0 = each library's default (one per core), or a count")
     p.add_argument("--seed", type=int, default=0, help="seed for the random weights and the test inputs")
     add_space_flags(p, title="search space (read from the genotype or checkpoint when left out)")
     return p

@@ -115,3 +115,21 @@ def test_bad_genotype_path_is_one_line_error(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "missing.json" in err and err.count("\n") == 1
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("idle_share, cores, expected", [(1.0, 2, 2), (0.5, 2, 1), (0.1, 2, 1), (0.74, 4, 3), (0.0, 8, 1)])
+def test_auto_threads_are_the_idle_cores(monkeypatch, idle_share, cores, expected):
+    """export_onnx.py --threads auto: the cores times the idle share of CPU time, at least one."""
+    from utils import device
+    samples = iter([(0, 0), (int(1000 * idle_share), 1000)])
+    monkeypatch.setattr(device, "_cpu_times", lambda: next(samples))
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    assert device.idle_cores(window=0) == expected
+
+
+def test_latency_timing_stops_at_its_time_budget():
+    import time
+    calls = []
+    ms, runs = export_onnx.median_ms(lambda: (calls.append(1), time.sleep(0.02)), runs=1000, seconds=0.2, warmup=1)
+    assert 3 <= runs < 20 and len(calls) == runs + 1 and ms >= 20  # the budget, not the 1000 runs, ended it
+    assert export_onnx.median_ms(lambda: None, runs=5, seconds=100)[1] == 5

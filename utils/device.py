@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -53,22 +54,32 @@ def describe(device: torch.device) -> str:
     return f"{device.type} ({device_name(device.type)}, {torch.get_num_threads()} threads)"
 
 
-def idle_cores() -> int:
-    """The CPU cores this process may use that are idle now: the cores of its affinity mask minus the
-    1-minute load average, rounded, at least 1.  Why: torch's and onnxruntime's default is one thread per
-    core, and a thread pool whose threads wait for each other at every op runs many times slower when
-    another process holds one of its cores (the released network's export took ~7 min at the default
-    beside one busy process on 2 cores, 40 s with one thread).  The load average lags by about a
-    minute and counts every runnable process, so this is an estimate, never more than the cores."""
+def _cpu_times() -> tuple[int, int]:
+    """(idle + iowait, total) jiffies of all CPUs since boot (Linux /proc/stat)."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    return values[3] + values[4], sum(values)
+
+
+def idle_cores(window: float = 0.25) -> int:
+    """The CPU cores this process may use that are idle now: its cores times the share of CPU time that was
+    idle over ``window`` seconds (Linux /proc/stat), rounded, at least 1; every core where that cannot be
+    read.  Why: torch's and onnxruntime's default is one thread per core, and a thread pool whose threads
+    wait for each other at every op runs many times slower when another process holds one of its cores
+    (the released network's export took 88 s at the default beside one busy process on our 2 cores, 24 s
+    with one thread).  Not the load average: in our VM it read 2.0 with every core idle."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
     try:
-        busy = os.getloadavg()[0]
-    except (AttributeError, OSError):  # Windows: no load average; take every core
-        busy = 0.0
-    return max(1, min(cores, round(cores - busy)))
+        idle0, total0 = _cpu_times()
+        time.sleep(window)
+        idle1, total1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return cores
+    share = (idle1 - idle0) / max(1, total1 - total0)
+    return max(1, min(cores, round(cores * share)))
 
 
 def seed_everything(seed: int) -> None:
