@@ -35,6 +35,7 @@ from utils.device import idle_cores, seed_everything
 from utils.space_args import add_space_flags, resolve_space
 from utils.onnx_export import INPUT_NAME, OUTPUT_NAME, calibrate_bn, export_torchscript
 from utils.onnx_export import example_input as _example
+from utils.run import auto_or
 
 _PREFIXES = ("module.", "_orig_mod.")  # DDP / torch.compile wrappers, in a bare state_dict
 
@@ -204,18 +205,6 @@ def latency_ms(session: ort.InferenceSession, model: nn.Module, runs: int, secon
         return ort_ms, median_ms(lambda: model(x), runs, seconds)
 
 
-def threads_arg(value: str) -> int | str:
-    if value == "auto":
-        return value
-    try:
-        n = int(value)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected auto or a count >= 0, got {value!r}")
-    return n
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -238,7 +227,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency-seconds", type=float, default=5.0,
                    help="time budget of each latency (onnxruntime, torch): fewer runs (at least 3) when "
                         "--latency-runs would take longer; the runs made are printed")
-    p.add_argument("--threads", type=threads_arg, default="auto",
+    p.add_argument("--threads", type=auto_or(int, "a count >= 0"), default="auto",
                    help="intra-op threads for onnxruntime and torch: auto = the cores idle now (measured over "
                         "0.25 s, at least 1: a thread pool on a core another process holds runs many times "
                         "slower), 0 = each library's default (one per core), or a count")

@@ -115,26 +115,13 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--latency-stat", choices=("median_ms", "cpu_median_ms", "min_ms"), default="median_ms",
                    help="which statistic of the table's entries is the latency: the wall-clock median, or the process "
                         "CPU time (a one-thread table measured on a machine shared with other jobs)")
-    g.add_argument("--latency-margin", type=margin_value, default="auto", metavar="auto|M",
+    g.add_argument("--latency-margin", type=scaffold.auto_or(float, "a fraction >= 0 such as 0.05"), default="auto", metavar="auto|M",
                    help="search and derive for --target-latency / (1 + M): auto = the table's own margin (a table fit "
                         "from measured networks: its largest cross-validated under-prediction near the target, "
                         "utils/latency_fit.py; a table timed here: 0), or a fraction such as 0.05")
     g.add_argument("--reward-w", type=float, default=-0.07,
                    help="reinforce: reward = acc * (LAT/T)^w, w <= 0 (MnasNet's value)")
     return p
-
-
-def margin_value(text: str) -> str | float:
-    """An argparse type: 'auto' or a fraction >= 0."""
-    if text == "auto":
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto or a fraction such as 0.05, got {text!r}") from None
-    if not value >= 0 or value != value or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a fraction >= 0, got {text}")
-    return value
 
 
 def check_args(args: argparse.Namespace) -> None:

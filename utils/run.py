@@ -109,6 +109,22 @@ def count_or_fraction(text: str) -> int | float:
         raise argparse.ArgumentTypeError(f"expected a count (5000) or a fraction (0.1), got {text!r}") from None
 
 
+def auto_or(number: type, what: str):
+    """An argparse type: 'auto', or a finite ``number`` (int or float) >= 0; ``what`` names it in the error
+    (export_onnx.py --threads, search_cifar.py --latency-margin)."""
+    def parse(text: str) -> str | int | float:
+        if text == "auto":
+            return text
+        try:
+            value = number(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 <= value < float("inf"):  # nan fails both comparisons
+            raise argparse.ArgumentTypeError(f"expected auto or {what}, got {text!r}")
+        return value
+    return parse
+
+
 def dtype(args: argparse.Namespace) -> torch.dtype:
     return torch.float64 if args.float64 else torch.float32
 
