@@ -35,6 +35,26 @@ EdgeFactory = Callable[[int, int], nn.Module]  # (decision, channels) -> module 
 
 
 @dataclass(frozen=True)
+class EdgeShape:
+    """What a searchable edge maps: ``in_channels`` x ``in_size`` x ``in_size`` to ``out_channels`` at
+    ``stride`` (square maps).  The tree and NAS-Bench-201 edges keep channels and size; a chain space's block
+    (MBConv) may change both.  Hashable: edges of one shape share latency-table entries."""
+
+    in_channels: int
+    out_channels: int
+    stride: int
+    in_size: int
+
+    @property
+    def out_size(self) -> int:
+        return -(-self.in_size // self.stride)  # ceil, as a padded strided convolution
+
+    @property
+    def keeps_shape(self) -> bool:
+        return self.in_channels == self.out_channels and self.stride == 1
+
+
+@dataclass(frozen=True)
 class LatencyContext:
     """A part of the network in which a latency table times the ops of one edge shape: ``build(ops)`` is
     the part (a tree block, a NAS-Bench-201 cell) with ``ops[e]`` on its searchable edge e, each edge of
