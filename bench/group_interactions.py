@@ -88,9 +88,10 @@ def main(args: argparse.Namespace) -> dict[str, float]:
     contexts = space.latency_contexts(macro, 32)
     if not 0 <= args.context < len(contexts):
         raise UserError(f"--context must be in 0..{len(contexts) - 1} (this network has {len(contexts)} edge shapes)")
-    ctx, base_op, groups = contexts[args.context], space.baseline_op, space.input_groups
+    ctx, groups = contexts[args.context], space.input_groups
+    base_op = space.baseline_for(ctx.shape)
     n_edges = sum(len(g) for g in groups)
-    ops = [op for op in space.primitives if op != base_op]
+    ops = [op for op in space.primitives if op != base_op and space.allows(op, ctx.shape)]
 
     def part(assign: dict[int, str]) -> list[str]:
         out = [base_op] * n_edges

@@ -12,14 +12,14 @@ import torch.nn as nn
 from .nb201 import (CELLS_PER_STAGE, EDGE_NAMES, EDGES, NODES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES, SPACE_NAME,
                     STEM_CHANNELS, CellGenotype, check_macro)
 from .nb201_net import Cell, NB201Net, make_op, stage_plan
-from .search_space import EdgeFactory, LatencyContext, LatencyEdge, SearchSpace
-from .space import SpaceError
+from .search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
+from .space import SpaceError, check_image_size
 
 
 # ---- latency-table keys of this space (the batch size is the table's); ops share tree-style edge keys
-def group_key(ops: Sequence[str], channels: int, size: int) -> str:
+def group_key(ops: Sequence[str], shape: EdgeShape) -> str:
     """The key of the ops of one input group (``ops``, in the group's edge order) on edges of that shape."""
-    return f"nb201-group:{'+'.join(ops)}:c{channels}:{size}x{size}"
+    return f"nb201-group:{'+'.join(ops)}:c{shape.in_channels}:{shape.in_size}x{shape.in_size}"
 
 
 def cell_key(channels: int, size: int) -> str:
@@ -35,6 +35,7 @@ class NB201Space(SearchSpace):
     macro_help = {"C": "stem channels; the stages have C, 2C, 4C (the benchmark's: 16)",
                   "N": "cells per stage (the benchmark's: 5)"}
     baseline_op = "skip_connect"
+    default_genotype = "nb201_best_cifar10"
     parameter_free = PARAMETER_FREE
     # Measured with bench/nb201_search.py (C=8 N=1, 10 + 15 epochs, seed 0; CIFAR-10 test accuracy of the
     # final cell in the benchmark's table): standard BN, uniform warm-up 92.63; plain BN (no affine, batch
@@ -48,6 +49,9 @@ class NB201Space(SearchSpace):
     def check_macro(self, macro: dict[str, int]) -> None:
         check_macro(macro["C"], macro["N"])
 
+    def check_image_size(self, size: int) -> None:
+        check_image_size(size)  # two stride-2 reductions, as the tree network's stages
+
     def decision_names(self, macro: dict[str, int]) -> list[str]:
         return list(EDGE_NAMES)
 
@@ -60,14 +64,18 @@ class NB201Space(SearchSpace):
     def genotype_from_dict(self, d: dict) -> CellGenotype:
         return CellGenotype.from_dict(d)
 
-    def make_op(self, name: str, channels: int) -> nn.Module:
-        return make_op(name, channels)
+    def make_op(self, name: str, shape: EdgeShape) -> nn.Module:
+        if not shape.keeps_shape:
+            raise SpaceError(f"NAS-Bench-201's cell edges keep their shape, got {shape}")
+        return make_op(name, shape.in_channels)
 
     def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
                    path_drop: float = 0.0, cell_drop: float = 0.0) -> NB201Net:
         if path_drop or cell_drop:  # the benchmark trained its cells without them
             raise SpaceError("path drop and cell drop belong to the tree space; the NAS-Bench-201 network has neither")
-        return NB201Net(macro["C"], macro["N"], lambda k, e, c: make_edge(e, c), num_classes, image_size)
+        shapes = [EdgeShape(w, w, 1, size) for kind, w, size in stage_plan(macro["C"], macro["N"], image_size)
+                  if kind == "cell"]  # cell k's edges
+        return NB201Net(macro["C"], macro["N"], lambda k, e, c: make_edge(e, shapes[k]), num_classes, image_size)
 
     # ---- latency tables: the ops are timed in context, inside a cell
     def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:
@@ -75,15 +83,16 @@ class NB201Space(SearchSpace):
         for kind, width, size in stage_plan(macro["C"], macro["N"], image_size):
             if kind == "cell" and (width, size) not in out:
                 out[width, size] = LatencyContext(
-                    cell_key(width, size), lambda ops, w=width: Cell(w, lambda e, c: self.make_op(ops[e], c)),
-                    (width, size, size), width, size)
+                    cell_key(width, size), lambda ops, s=EdgeShape(width, width, 1, size): Cell(
+                        s.in_channels, lambda e, c: self.make_op(ops[e], s)),
+                    (width, size, size), EdgeShape(width, width, 1, size))
         return list(out.values())
 
-    def group_key(self, ops: Sequence[str], channels: int, size: int) -> str:
-        return group_key(ops, channels, size)
+    def group_key(self, ops: Sequence[str], shape: EdgeShape) -> str:
+        return group_key(ops, shape)
 
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
-        return [LatencyEdge(e, width, size) for kind, width, size in stage_plan(macro["C"], macro["N"], image_size)
+        return [LatencyEdge(e, EdgeShape(width, width, 1, size)) for kind, width, size in stage_plan(macro["C"], macro["N"], image_size)
                 if kind == "cell" for e in range(NUM_EDGES)]
 
 

@@ -102,8 +102,8 @@ GATE_MODES = ("uniform", "sample", "two", "full", "argmax", "fixed")
 STOCHASTIC_MODES = ("uniform", "sample", "two", "full")
 
 
-def sample_paths(alphas: torch.Tensor, mode: str, uniform_over: Sequence[int] | None = None
-                 ) -> tuple[list[tuple[int, ...]], list[int]]:
+def sample_paths(alphas: torch.Tensor, mode: str, uniform_over: Sequence[int] | None = None,
+                 mask: torch.Tensor | None = None) -> tuple[list[tuple[int, ...]], list[int]]:
     """Sample gates for E edges at once.
 
     alphas: (E, N) architecture logits (any device; read once, on the CPU, with torch's global RNG
@@ -112,9 +112,12 @@ def sample_paths(alphas: torch.Tensor, mode: str, uniform_over: Sequence[int] | 
       uniform: one path uniformly (warm-up), among ``uniform_over`` when given; sample: one path ~ p;
       two: two distinct paths ~ p, the active one by the softmax over their two alphas;
       full: all N paths, the active one ~ p.
+    mask: (E, N) bool, the candidates each edge may take (None: all); the others are never drawn.
     """
     a = alphas.detach().float().cpu()
     E, N = a.shape
+    if mask is not None and not bool(mask.all()):
+        return _sample_masked(a, mode, uniform_over, mask.cpu())
     if mode == "uniform":
         pool = list(range(N)) if uniform_over is None else list(uniform_over)
         idx = [pool[i] for i in torch.randint(len(pool), (E,)).tolist()]
@@ -135,6 +138,39 @@ def sample_paths(alphas: torch.Tensor, mode: str, uniform_over: Sequence[int] | 
     if mode == "full":
         idx = torch.multinomial(probs, 1).squeeze(1).tolist()
         return [tuple(range(N)) for _ in range(E)], idx
+    raise ValueError(f"mode {mode!r} does not sample; stochastic modes: {STOCHASTIC_MODES}")
+
+
+def _sample_masked(a: torch.Tensor, mode: str, uniform_over: Sequence[int] | None, mask: torch.Tensor
+                   ) -> tuple[list[tuple[int, ...]], list[int]]:
+    """sample_paths where some edges may not take some candidates (a separate path, so that spaces without
+    a mask draw exactly the random numbers they always drew)."""
+    E, N = a.shape
+    allowed = [tuple(i for i in range(N) if mask[e, i]) for e in range(E)]
+    if mode == "uniform":
+        prefer = set(range(N) if uniform_over is None else uniform_over)
+        pools = [tuple(i for i in ok if i in prefer) or ok for ok in allowed]  # none preferred: any allowed
+        idx = [pool[int(u * len(pool))] for pool, u in zip(pools, torch.rand(E).tolist())]
+        return [(i,) for i in idx], idx
+    probs = torch.softmax(a.masked_fill(~mask, float("-inf")), dim=1)
+    if mode == "sample":
+        idx = torch.multinomial(probs, 1).squeeze(1).tolist()
+        return [(i,) for i in idx], idx
+    if mode == "two":
+        sampled, active = [], []
+        for e in range(E):
+            if len(allowed[e]) < 2:
+                sampled.append(allowed[e])
+                active.append(allowed[e][0])
+                continue
+            pair = torch.multinomial(probs[e], 2, replacement=False)
+            p_pair = torch.softmax(a[e, pair], dim=0)
+            sampled.append(tuple(pair.tolist()))
+            active.append(int(pair[torch.multinomial(p_pair, 1)]))
+        return sampled, active
+    if mode == "full":
+        idx = torch.multinomial(probs, 1).squeeze(1).tolist()
+        return list(allowed), idx
     raise ValueError(f"mode {mode!r} does not sample; stochastic modes: {STOCHASTIC_MODES}")
 
 
@@ -181,9 +217,11 @@ class MixedOp(nn.Module):
     for the gate gradient; "full" keeps all N paths in the graph.
     """
 
-    def __init__(self, ops: Sequence[nn.Module], decision: int):
+    def __init__(self, ops: Sequence[nn.Module | None], decision: int):
         super().__init__()
-        self.ops = nn.ModuleList(ops)
+        # by candidate index; None: a candidate the space does not allow on this edge (never sampled here)
+        self.ops = Candidates({str(i): op for i, op in enumerate(ops) if op is not None})
+        self.num_candidates = len(ops)
         self.decision = decision
         self.mode: str | None = None
         self.sampled: tuple[int, ...] | None = None  # paths of the last forward
@@ -220,13 +258,26 @@ class MixedOp(nn.Module):
         """All N paths run with autograd and stay in the graph (memory grows with N, as in the
         official "full" mode): y = sum_j g_j o_j with g the one-hot gate in value and d softmax(alpha)
         in gradient, so dL/dalpha follows the same formula over all N paths."""
-        p = torch.softmax(self._alpha, dim=0)
+        p = torch.softmax(self._alpha, dim=0)  # (a masked row: 0 where the candidate is not allowed)
         gate = (p - p.detach()) + F.one_hot(torch.tensor(self.active), len(p)).to(p)  # value exactly one-hot
         out = None
-        for j, op in enumerate(self.ops):
+        for key, op in self.ops.items():
+            j = int(key)
             term = gate[j] * (active_out if j == self.active else op(x))
             out = term if out is None else out + term
         return out
 
     def extra_repr(self) -> str:
-        return f"decision={self.decision}, candidates={len(self.ops)}"
+        return f"decision={self.decision}, candidates={len(self.ops)} of {self.num_candidates}"
+
+
+class Candidates(nn.ModuleDict):
+    """A MixedOp's ops keyed by candidate index: the state dict names them "ops.<i>" as a ModuleList would,
+    and an edge holds only the candidates its space allows there; ``ops[i]`` takes an int."""
+
+    def __getitem__(self, i: int | str) -> nn.Module:
+        return super().__getitem__(str(i))
+
+    def __iter__(self):
+        """The ops, as a ModuleList iterates (``items()``: with their candidate index, as a string)."""
+        return iter(self._modules.values())

@@ -29,42 +29,23 @@ from typing import Callable, Sequence
 
 import torch.nn as nn
 
-from .space import SpaceError
 
-EdgeFactory = Callable[[int, int], nn.Module]  # (decision, channels) -> module on that edge
+from .common import IMAGE_SIZE, NUM_CLASSES, EdgeShape, SpaceError  # noqa: F401  (re-exported)
 
 
-@dataclass(frozen=True)
-class EdgeShape:
-    """What a searchable edge maps: ``in_channels`` x ``in_size`` x ``in_size`` to ``out_channels`` at
-    ``stride`` (square maps).  The tree and NAS-Bench-201 edges keep channels and size; a chain space's block
-    (MBConv) may change both.  Hashable: edges of one shape share latency-table entries."""
-
-    in_channels: int
-    out_channels: int
-    stride: int
-    in_size: int
-
-    @property
-    def out_size(self) -> int:
-        return -(-self.in_size // self.stride)  # ceil, as a padded strided convolution
-
-    @property
-    def keeps_shape(self) -> bool:
-        return self.in_channels == self.out_channels and self.stride == 1
+EdgeFactory = Callable[[int, EdgeShape], nn.Module]  # (decision, shape) -> module on that edge
 
 
 @dataclass(frozen=True)
 class LatencyContext:
     """A part of the network in which a latency table times the ops of one edge shape: ``build(ops)`` is
-    the part (a tree block, a NAS-Bench-201 cell) with ``ops[e]`` on its searchable edge e, each edge of
-    ``channels`` x ``size`` x ``size``; its input is (C, H, W) ``in_shape``.  ``key`` names the part."""
+    the part (a tree block, a NAS-Bench-201 cell, an MBConv block) with ``ops[e]`` on its searchable edge e,
+    each edge of ``shape``; its input is (C, H, W) ``in_shape``.  ``key`` names the part."""
 
     key: str
     build: Callable[[Sequence[str]], nn.Module]
     in_shape: tuple[int, int, int]
-    channels: int
-    size: int
+    shape: EdgeShape
 
 
 @dataclass(frozen=True)
@@ -72,8 +53,7 @@ class LatencyEdge:
     """A searchable edge of a network for a latency table: which decision it reads, at which shape."""
 
     decision: int
-    channels: int
-    size: int
+    shape: EdgeShape
 
 
 @dataclass(frozen=True)
@@ -83,8 +63,7 @@ class LatencyGroup:
     together, because ops that read one tensor do not cost the sum of their costs alone."""
 
     decisions: tuple[int, ...]
-    channels: int
-    size: int
+    shape: EdgeShape
 
 
 class SearchSpace:
@@ -94,9 +73,12 @@ class SearchSpace:
     genotype_space: str = ""  # the "space" field of the genotype JSON
     primitives: tuple[str, ...] = ()
     op_codes: dict[str, str] = {}
-    macro_defaults: dict[str, int] = {}
+    macro_defaults: dict[str, int | tuple[int, ...]] = {}  # an int, or a tuple of ints (per stage)
     macro_help: dict[str, str] = {}
-    baseline_op: str = ""  # the op of the table's baseline network and contexts (edge costs are relative to it)
+    # the op of the table's baseline network and contexts (edge costs are relative to it) on every edge where
+    # the space allows it; ``baseline_for`` names another where it does not
+    baseline_op: str = ""
+    default_genotype: str = ""  # the named architecture (genotypes.py) that train/export use when given none
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
     # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
     search_defaults: dict[str, str] = {}
@@ -113,11 +95,16 @@ class SearchSpace:
         if unknown:
             raise SpaceError(f"the {self.name} space has no setting(s) {', '.join(sorted(unknown))}; its network "
                              f"is sized by {', '.join(self.macro_defaults)}")
-        out = {**self.macro_defaults, **{k: v for k, v in values.items() if v is not None}}
+        out = {**self.macro_defaults, **{k: tuple(v) if isinstance(v, list) else v  # (JSON has no tuples)
+                                         for k, v in values.items() if v is not None}}
         self.check_macro(out)
         return out
 
     def check_macro(self, macro: dict[str, int]) -> None:
+        raise NotImplementedError
+
+    def check_image_size(self, size: int) -> None:
+        """SpaceError unless the network can take square images of ``size`` pixels."""
         raise NotImplementedError
 
     def check_candidates(self, names: Sequence[str]) -> tuple[str, ...]:
@@ -132,6 +119,32 @@ class SearchSpace:
         if not names:
             raise SpaceError("the candidate list is empty")
         return names
+
+    # ---- which op may sit where
+    def allows(self, op: str, shape: EdgeShape) -> bool:
+        """Whether ``op`` may sit on an edge of ``shape`` (an MBConv space forbids skipping a block that changes
+        channels or stride).  Every part of the method honours it: the supernet holds and samples only the
+        allowed candidates of an edge (``SuperNet.mask``), the latency table prices only them, the knapsack and
+        the cheapest-architecture rule choose among them."""
+        return True
+
+    def baseline_for(self, shape: EdgeShape) -> str:
+        """The baseline op of edges of ``shape`` (the latency table's zero point there)."""
+        return self.baseline_op
+
+    def allowed(self, macro: dict[str, int], candidates: Sequence[str], image_size: int = IMAGE_SIZE
+                ) -> list[tuple[int, ...]]:
+        """Per decision, the indices of ``candidates`` allowed on every edge that reads it (SpaceError if none is)."""
+        edges = self.latency_edges(macro, image_size)
+        out: list[set[int] | None] = [None] * len(self.decision_names(macro))
+        for e in edges:
+            ok = {i for i, op in enumerate(candidates) if self.allows(op, e.shape)}
+            out[e.decision] = ok if out[e.decision] is None else out[e.decision] & ok
+        for d, ok in enumerate(out):
+            if not ok:
+                raise SpaceError(f"no candidate ({', '.join(candidates)}) is allowed on decision "
+                                 f"{self.decision_names(macro)[d]} of the {self.name} space")
+        return [tuple(sorted(ok)) for ok in out]
 
     # ---- decisions and genotypes
     def decision_names(self, macro: dict[str, int]) -> list[str]:
@@ -163,7 +176,8 @@ class SearchSpace:
                              + ", the network " + ", ".join(f"{k}={b}" for k, (_, b) in clash.items()))
 
     # ---- modules
-    def make_op(self, name: str, channels: int) -> nn.Module:
+    def make_op(self, name: str, shape: EdgeShape) -> nn.Module:
+        """The module of op ``name`` on an edge of ``shape`` (SpaceError where ``allows`` says no)."""
         raise NotImplementedError
 
     def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
@@ -176,23 +190,24 @@ class SearchSpace:
         and ``space`` (export, pictures and checkpoints read them)."""
         self.check_genotype(genotype, macro)
         ops = self.ops_of(genotype)
-        net = self.build_body(macro, lambda d, c: self.make_op(ops[d], c), num_classes, image_size,
+        net = self.build_body(macro, lambda d, shape: self.make_op(ops[d], shape), num_classes, image_size,
                               path_drop, cell_drop)
         net.genotype, net.macro, net.space = genotype, dict(macro), self
         return net
 
     # ---- latency tables
     def network_key(self, macro: dict[str, int], num_classes: int, image_size: int) -> str:
-        """The latency-table key of the whole network with ``baseline_op`` on every searchable edge."""
+        """The latency-table key of the whole network with the baseline op on every searchable edge."""
         size = "-".join(f"{k}{v}" for k, v in macro.items())
         return f"network:{self.name}:{size}:{self.baseline_op}:{image_size}x{image_size}:n{num_classes}"
 
     def baseline_network(self, macro: dict[str, int], num_classes: int, image_size: int) -> nn.Module:
-        """The network with ``baseline_op`` on every searchable edge (the table's fixed cost)."""
-        return self.build_body(macro, lambda d, c: self.make_op(self.baseline_op, c), num_classes, image_size)
+        """The network with the baseline op (``baseline_for``) on every searchable edge (the table's fixed cost)."""
+        return self.build_body(macro, lambda d, shape: self.make_op(self.baseline_for(shape), shape), num_classes,
+                               image_size)
 
     def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:
-        """One context per distinct (channels, size) of the searchable edges, in network order."""
+        """One context per distinct shape of the searchable edges, in network order."""
         raise NotImplementedError
 
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
@@ -207,14 +222,13 @@ class SearchSpace:
         for start in range(0, len(edges), per_cell):
             cell = edges[start:start + per_cell]
             for g in self.input_groups:
-                assert len({(cell[e].channels, cell[e].size) for e in g}) == 1  # a group reads one tensor
-                out.append(LatencyGroup(tuple(cell[e].decision for e in g), cell[g[0]].channels, cell[g[0]].size))
+                assert len({cell[e].shape for e in g}) == 1  # a group reads one tensor
+                out.append(LatencyGroup(tuple(cell[e].decision for e in g), cell[g[0]].shape))
         return out
 
-    def group_key(self, ops: Sequence[str], channels: int, size: int) -> str:
-        """The latency-table key of ``ops`` on the edges of one input group (in its order), each edge of
-        ``channels`` x ``size`` x ``size``."""
+    def group_key(self, ops: Sequence[str], shape: EdgeShape) -> str:
+        """The latency-table key of ``ops`` on the edges of one input group (in its order), each of ``shape``."""
         raise NotImplementedError
 
     def describe_macro(self, macro: dict[str, int]) -> str:
-        return " ".join(f"{k}={v}" for k, v in macro.items())
+        return " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in macro.items())

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .common import IMAGE_SIZE, NUM_CLASSES, SpaceError  # noqa: F401  (the tree space's data: CIFAR-10)
 
-class SpaceError(ValueError):
-    """A description this space cannot build: bad B/F, an unknown or repeated op, a malformed genotype.
-    The entry scripts report it as one ``error:`` line (utils.errors.run_cli)."""
+
 
 # Candidate operations on a searchable edge, in the order the supernet holds them.
 PRIMITIVES: tuple[str, ...] = (
@@ -54,8 +53,6 @@ OP_FAMILY = {
 
 STEM_CHANNELS = 16
 NUM_STAGES = 3
-NUM_CLASSES = 10
-IMAGE_SIZE = 32
 TREE_DEPTH = 2  # searchable levels below each half of the split
 TREE_BRANCHES = 2  # edges out of every copy/add node
 

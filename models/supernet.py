@@ -59,17 +59,33 @@ class SuperNet(nn.Module):
         self.uniform_over = weighted if warmup_ops == "weighted" and weighted else None
         names = space.decision_names(self.macro)
         self.alpha = nn.Parameter(torch.zeros(len(names), len(self.candidates)))
-        body = space.build_body(self.macro, lambda d, c: MixedOp([space.make_op(n, c) for n in self.candidates], d),
-                                num_classes, image_size)
+        # mask[d, i]: candidate i is allowed on every edge that reads decision d (space.allows; all True in the
+        # tree and NAS-Bench-201 spaces, not so where an MBConv block may not be skipped)
+        mask = torch.ones(len(names), len(self.candidates), dtype=torch.bool)
+
+        def edge(d: int, shape) -> MixedOp:
+            ok = [space.allows(n, shape) for n in self.candidates]
+            mask[d] &= torch.tensor(ok)
+            return MixedOp([space.make_op(n, shape) if a else None for n, a in zip(self.candidates, ok)], d)
+
+        body = space.build_body(self.macro, edge, num_classes, image_size)
+        if not bool(mask.any(1).all()):
+            d = int((~mask.any(1)).nonzero()[0])
+            raise SpaceError(f"no candidate ({', '.join(self.candidates)}) is allowed on decision {names[d]} of the "
+                             f"{space.name} space")
+        self.mask = mask  # not a buffer: checkpoints hold alpha only; the mask follows from space and candidates
+        self._masked = not bool(mask.all())
         # The body's children become this module's children, so that a supernet's state_dict names every
         # weight as the derived network does (plus "alpha" and each edge's "ops.<i>"); the body itself
-        # only runs the forward (it holds nothing but those children).
+        # only runs the forward.  Both share one dict of children: a module swapped on the supernet (sync BN
+        # conversion, a wrapper) is the one the body's forward runs.
         if bn == "plain":
             _plain_batchnorm(body)
         if list(body.parameters(recurse=False)) or list(body.buffers(recurse=False)):
             raise SpaceError(f"the {space.name} space's network holds parameters outside its child modules")
         for name, child in body.named_children():
             self.add_module(name, child)
+        body._modules = self._modules
         self.__dict__["_body"] = body
         self._mixed = [m for m in self.modules() if isinstance(m, MixedOp)]
         self._prefixes = {name: m.decision for name, m in self.named_modules() if isinstance(m, MixedOp)}
@@ -110,8 +126,15 @@ class SuperNet(nn.Module):
         """(decisions, N) detached copy of alpha."""
         return self.alpha.detach().clone()
 
+    def masked_alpha(self) -> torch.Tensor:
+        """alpha with -inf where a candidate is not allowed (alpha itself where every candidate is): what
+        every distribution over the candidates is a softmax of (differentiable)."""
+        if not self._masked:
+            return self.alpha
+        return self.alpha.masked_fill(~self.mask.to(self.alpha.device), float("-inf"))
+
     def probs(self) -> torch.Tensor:
-        return torch.softmax(self.alpha.detach().float(), dim=1)
+        return torch.softmax(self.masked_alpha().detach().float(), dim=1)
 
     def entropy(self) -> float:
         """Mean entropy (nats) of the decisions' op distributions; log(N) when uniform."""
@@ -133,12 +156,13 @@ class SuperNet(nn.Module):
     def resample(self) -> None:
         """Sample paths for every decision at once and hand them to the edges."""
         mode, alpha = self.mode, self.alpha
-        sampled, active = sample_paths(alpha, mode, self.uniform_over)
+        sampled, active = sample_paths(alpha, mode, self.uniform_over, self.mask if self._masked else None)
         self.sampled, self.active = sampled, active
         self.path_digest = (self.path_digest * 1_000_003 + hash((tuple(sampled), tuple(active)))) % (1 << 52)
         rows = index = [None] * len(sampled)
         if mode in ("two", "full"):
-            rows = alpha.unbind(0)  # views: each edge's gate gradient lands in its decision's row
+            # views: each edge's gate gradient lands in its decision's row ("full" reads softmax(row): masked)
+            rows = (self.masked_alpha() if mode == "full" else alpha).unbind(0)
             if mode == "two":
                 pairs = torch.tensor(sampled, device=alpha.device)  # one copy for all decisions
                 index = pairs.unbind(0)
@@ -156,7 +180,7 @@ class SuperNet(nn.Module):
         if self.mode in STOCHASTIC_MODES:
             self.resample()
         elif self.mode == "argmax":
-            self._assign_fixed(self.alpha.detach().argmax(1).tolist())
+            self._assign_fixed(self.masked_alpha().detach().argmax(1).tolist())
         else:  # fixed
             if self._fixed is None:
                 raise RuntimeError("gate mode 'fixed' needs a genotype: call SuperNet.fix(genotype) first")
@@ -185,7 +209,7 @@ class SuperNet(nn.Module):
         """log p(architecture) = sum over decisions of log p(op); differentiable in alpha.
         indices: (D,) or (M, D) op indices (default: the last forward's); returns () or (M,)."""
         idx = (self.active_indices() if indices is None else indices).to(self.alpha.device)
-        logp = torch.log_softmax(self.alpha, dim=1)  # (D, N)
+        logp = torch.log_softmax(self.masked_alpha(), dim=1)  # (D, N)
         out = logp.gather(1, idx.reshape(-1, logp.shape[0]).T).sum(0)  # (M,)
         return out[0] if idx.ndim == 1 else out
 
@@ -197,7 +221,13 @@ class SuperNet(nn.Module):
         if missing:
             raise SpaceError(f"the genotype uses op(s) {', '.join(missing)} that the supernet lacks (its candidates: "
                              f"{', '.join(self.candidates)})")
-        return [self.candidates.index(op) for op in ops]
+        out = [self.candidates.index(op) for op in ops]
+        bad = [d for d, i in enumerate(out) if not self.mask[d, i]]
+        if bad:
+            names = self.space.decision_names(self.macro)
+            raise SpaceError(f"the genotype puts {ops[bad[0]]} on {names[bad[0]]}, where the {self.space.name} space "
+                             f"does not allow it")
+        return out
 
     def genotype_of(self, indices: Sequence[int]):
         return self.space.genotype_from_ops([self.candidates[int(i)] for i in indices], self.macro)
@@ -208,7 +238,7 @@ class SuperNet(nn.Module):
 
     def derive(self):
         """The argmax architecture."""
-        return self.genotype_of(self.alpha.detach().argmax(1).tolist())
+        return self.genotype_of(self.masked_alpha().detach().argmax(1).tolist())
 
     def fix(self, genotype) -> None:
         """Run ``genotype``'s ops in gate mode "fixed"."""

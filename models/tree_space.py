@@ -13,14 +13,21 @@ from .genotype import SPACE_NAME, Genotype
 from .operations import OPS
 from .cells import ResidualTreeBlock
 from .proxyless_nas import DerivedNet, TreeNet
-from .search_space import EdgeFactory, LatencyContext, LatencyEdge, SearchSpace
-from .space import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, BlockSpec, block_plan, check_macro
+from .search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
+from .space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, BlockSpec, SpaceError, block_plan,
+                    check_image_size, check_macro)
 
 
 # ---- latency-table keys of this space (the batch size is the table's)
-def group_key(ops: Sequence[str], channels: int, size: int) -> str:
+def group_key(ops: Sequence[str], shape: EdgeShape) -> str:
     """The key of the ops of one input group (``ops``, in the group's edge order) on edges of that shape."""
-    return f"group:{'+'.join(ops)}:c{channels}:{size}x{size}"
+    return f"group:{'+'.join(ops)}:c{shape.in_channels}:{shape.in_size}x{shape.in_size}"
+
+
+def edge_shape(spec: BlockSpec) -> EdgeShape:
+    """Every searchable edge of a block maps width x out_size onto itself (the root edge, not searchable,
+    strides and widens)."""
+    return EdgeShape(spec.width, spec.width, 1, spec.out_size)
 
 
 def block_key(spec: BlockSpec) -> str:
@@ -47,12 +54,16 @@ class TreeSpace(SearchSpace):
     macro_help = {"B": "blocks per stage (paper's network: 18)",
                   "F": "final width, a multiple of 8 >= 64 (paper's network: 400)"}
     baseline_op = "identity"
+    default_genotype = "proxyless_cifar"
     parameter_free = ("avg_pool_3x3", "max_pool_3x3", "identity")
     search_defaults = {"supernet_bn": "standard", "warmup_ops": "all"}  # the paper's setting
     input_groups = tuple(_input_groups())  # ((0, 3), (1, 2), (4, 5), (6, 9), (7, 8), (10, 11))
 
     def check_macro(self, macro: dict[str, int]) -> None:
         check_macro(macro["B"], macro["F"])
+
+    def check_image_size(self, size: int) -> None:
+        check_image_size(size)
 
     def decision_names(self, macro: dict[str, int]) -> list[str]:
         return [f"block{b}.{e}" for b in range(NUM_STAGES * macro["B"]) for e in EDGE_NAMES]
@@ -70,12 +81,15 @@ class TreeSpace(SearchSpace):
     def genotype_from_dict(self, d: dict) -> Genotype:
         return Genotype.from_dict(d)
 
-    def make_op(self, name: str, channels: int) -> nn.Module:
-        return OPS[name](channels, 1)
+    def make_op(self, name: str, shape: EdgeShape) -> nn.Module:
+        if not shape.keeps_shape:
+            raise SpaceError(f"the tree space's edges keep their shape, got {shape}")
+        return OPS[name](shape.in_channels, 1)
 
     def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
                    path_drop: float = 0.0, cell_drop: float = 0.0) -> TreeNet:
-        return TreeNet(macro["B"], macro["F"], lambda b, e, c: make_edge(b * EDGES_PER_CELL + e, c), num_classes,
+        shapes = [edge_shape(spec) for spec in block_plan(macro["B"], macro["F"], image_size)]
+        return TreeNet(macro["B"], macro["F"], lambda b, e, c: make_edge(b * EDGES_PER_CELL + e, shapes[b]), num_classes,
                        path_drop, cell_drop, image_size)
 
     def derived(self, genotype: Genotype, macro: dict[str, int], num_classes: int, image_size: int,
@@ -92,15 +106,15 @@ class TreeSpace(SearchSpace):
             shape = (spec.width, spec.out_size)  # widths are rounded to even: neighbours can share one
             if shape not in out:
                 out[shape] = LatencyContext(
-                    block_key(spec), lambda ops, s=spec: ResidualTreeBlock(s, lambda e, c: self.make_op(ops[e], c)),
-                    (spec.in_channels, spec.in_size, spec.in_size), spec.width, spec.out_size)
+                    block_key(spec), lambda ops, s=spec: ResidualTreeBlock(s, lambda e, c: self.make_op(ops[e], edge_shape(s))),
+                    (spec.in_channels, spec.in_size, spec.in_size), edge_shape(spec))
         return list(out.values())
 
-    def group_key(self, ops: Sequence[str], channels: int, size: int) -> str:
-        return group_key(ops, channels, size)
+    def group_key(self, ops: Sequence[str], shape: EdgeShape) -> str:
+        return group_key(ops, shape)
 
     def latency_edges(self, macro: dict[str, int], image_size: int) -> list[LatencyEdge]:
-        return [LatencyEdge(spec.index * EDGES_PER_CELL + e, spec.width, spec.out_size)
+        return [LatencyEdge(spec.index * EDGES_PER_CELL + e, edge_shape(spec))
                 for spec in block_plan(macro["B"], macro["F"], image_size) for e in range(EDGES_PER_CELL)]
 
 

@@ -15,6 +15,7 @@ from utils import latency_table as T
 from utils import objective as O
 from utils.errors import USER_ERRORS
 from models.tree_space import TREE
+from models.search_space import EdgeShape
 
 B, F = 1, 64  # the smallest network
 MACRO = {"B": B, "F": F}
@@ -46,11 +47,11 @@ def formula(net, table, pairs=None):
     for g in groups:
         idx = [list(range(len(net.candidates))) if pairs is None else list(pairs[d]) for d in g.decisions]
         p = [torch.softmax(net.alpha[d, ix].double(), 0) for d, ix in zip(g.decisions, idx)]
-        base = table.ms(TREE.group_key(("identity", "identity"), g.channels, g.size))
+        base = table.ms(TREE.group_key(("identity", "identity"), g.shape))
         for a, i in enumerate(idx[0]):
             for b, j in enumerate(idx[1]):
                 ops = (net.candidates[i], net.candidates[j])
-                total = total + p[0][a] * p[1][b] * (table.ms(TREE.group_key(ops, g.channels, g.size)) - base)
+                total = total + p[0][a] * p[1][b] * (table.ms(TREE.group_key(ops, g.shape)) - base)
     return total
 
 
@@ -98,7 +99,7 @@ def test_latency_loss_moves_probability_to_cheapest_op():
     # make sep_3x3 the cheapest op on every edge, by a clear margin
     for g in TREE.latency_groups(MACRO, 32):
         for ops in itertools.product(PRIMITIVES, repeat=2):
-            table.entries[TREE.group_key(ops, g.channels, g.size)]["median_ms"] = sum(op != "sep_3x3" for op in ops)
+            table.entries[TREE.group_key(ops, g.shape)]["median_ms"] = sum(op != "sep_3x3" for op in ops)
     model = O.LatencyModel(table, net)
     cheapest = net.candidates.index("sep_3x3")
     opt = torch.optim.Adam(net.arch_parameters(), lr=0.05, betas=(0.0, 0.999))
@@ -219,7 +220,7 @@ def test_build_table_on_cpu_and_command(tmp_path, capsys):
     assert len(timed) == 1 + 3 * 3 ** 2 + 2  # the network, the contexts x (identity + 2 ops) ** 2, 2 calibration nets
     assert all(table.entries[k]["median_ms"] > 0 and table.entries[k]["spread_ms"] >= 0
                and table.entries[k]["runs"] == 3 for k in timed)
-    assert table.entries[TREE.group_key(("identity", "identity"), 16, 32)]["median_ms"] == 0.0
+    assert table.entries[TREE.group_key(("identity", "identity"), EdgeShape(16, 16, 1, 32))]["median_ms"] == 0.0
     m = table.meta
     assert (m["B"], m["F"], m["candidates"], m["batch_size"], m["threads"], m["backend"]) == \
         (B, F, list(cands), 2, 1, "cpu")
@@ -316,7 +317,7 @@ def test_group_entries_and_calibration_from_timings():
     g = torch.Generator().manual_seed(0)
     cost = {(c, ctx.key): (0.0 if c == ("identity", "identity") else float(torch.rand((), generator=g)))
             for ctx in contexts for c in itertools.product(ops3, repeat=2)}  # a pair is not the sum of its ops
-    timed = {T.context_key(TREE, c, ctx.key): {"median_ms": 1.0 + n * cost[c, ctx.key],
+    timed = {T.context_key(TREE, c, ctx.key, ctx.shape): {"median_ms": 1.0 + n * cost[c, ctx.key],
                                                "min_ms": 0.5 + n * cost[c, ctx.key], "runs": 5}
              for ctx in contexts for c in itertools.product(ops3, repeat=2)}
     assert len(timed) == len(contexts) * 9  # the baseline pair's key is the baseline context's
@@ -324,14 +325,14 @@ def test_group_entries_and_calibration_from_timings():
     groups = T.group_entries(TREE, MACRO, cands, timed)
     for ctx in contexts:
         for c in itertools.product(ops3, repeat=2):
-            e = groups[TREE.group_key(c, ctx.channels, ctx.size)]
+            e = groups[TREE.group_key(c, ctx.shape)]
             assert e["median_ms"] == pytest.approx(cost[c, ctx.key]) and e["min_ms"] == pytest.approx(cost[c, ctx.key])
     archs = T.calibration_architectures(TREE, MACRO, cands, 4)
-    shape_key = {(c.channels, c.size): c.key for c in contexts}
+    shape_key = {c.shape: c.key for c in contexts}
 
     def by_groups(arch):
         ops = TREE.ops_of(arch)
-        return sum(cost[tuple(ops[d] for d in grp.decisions), shape_key[grp.channels, grp.size]]
+        return sum(cost[tuple(ops[d] for d in grp.decisions), shape_key[grp.shape]]
                    for grp in TREE.latency_groups(MACRO, 32))
 
     for k, arch in enumerate(archs):  # the networks run 0.5 ms + 1.1 x what the contexts add up to
@@ -367,10 +368,11 @@ def test_nb201_groups_of_three_two_and_one_edge():
     assignment on the group of its size, and the expected latency of the shared decisions is exact."""
     from models.nb201_space import NB201
     macro = NB201.macro({"C": 4, "N": 1})
+    S4 = EdgeShape(4, 4, 1, 32)
     assert T.group_sizes(NB201) == [3, 2, 1]
-    assert T.context_ops(NB201, ("avg_pool_3x3", "none", "nor_conv_1x1")) == \
+    assert T.context_ops(NB201, ("avg_pool_3x3", "none", "nor_conv_1x1"), S4) == \
         ["avg_pool_3x3", "none", "skip_connect", "nor_conv_1x1", "skip_connect", "skip_connect"]
-    assert T.context_ops(NB201, ("none",)) == ["skip_connect"] * 5 + ["none"]
+    assert T.context_ops(NB201, ("none",), S4) == ["skip_connect"] * 5 + ["none"]
     cands = ("none", "avg_pool_3x3")
     keys = T.required_keys(NB201, macro, cands)
     assert len(keys) == 1 + 3 * (27 + 9 + 3)  # fixed; 3 shapes x 3 ops ** (3, 2, 1)
@@ -413,13 +415,13 @@ def test_input_groups_are_the_edges_that_read_one_tensor(space_name):
 def test_contexts_put_the_ops_on_every_group_and_cover_every_shape():
     for macro in ({"B": 2, "F": 96}, {"B": 1, "F": 64}):
         contexts = TREE.latency_contexts(macro, 32)
-        assert [(2, c.channels, c.size) for c in contexts] == T.group_shapes(TREE, macro, 32)
-    block = contexts[0].build(T.context_ops(TREE, ("max_pool_3x3", "sep_3x3")))
+        assert [(2, c.shape) for c in contexts] == T.group_shapes(TREE, macro, 32)
+    block = contexts[0].build(T.context_ops(TREE, ("max_pool_3x3", "sep_3x3"), contexts[0].shape))
     kinds = [type(e).__name__ for e in block.cell.edges]
     pools = [i for i, e in enumerate(block.cell.edges) if isinstance(e, torch.nn.MaxPool2d)]
     assert pools == [grp[0] for grp in TREE.input_groups] == [0, 1, 4, 6, 7, 10]
     assert {kinds[grp[1]] for grp in TREE.input_groups} == {kinds[3]} and kinds[3] not in ("MaxPool2d", "Identity")
-    assert T.configs(TREE, ("sep_3x3",), 2) == [("identity", "identity"), ("sep_3x3", "sep_3x3"),
+    assert T.configs(TREE, ("sep_3x3",), 2, contexts[0].shape) == [("identity", "identity"), ("sep_3x3", "sep_3x3"),
                                                 ("sep_3x3", "identity"), ("identity", "sep_3x3")]
 
 

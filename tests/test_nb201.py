@@ -199,8 +199,8 @@ def test_expected_latency_of_a_one_hot_alpha_is_the_cells_prediction():
     from utils.latency_table import fixed_key
     total = table.ms(fixed_key(NB201, {"C": 4, "N": 1}, 10, 32))
     for g in NB201.latency_groups({"C": 4, "N": 1}, 32):
-        total += table.ms(NB201.group_key(tuple(MIXED.ops[d] for d in g.decisions), g.channels, g.size)) - \
-            table.ms(NB201.group_key(("skip_connect",) * len(g.decisions), g.channels, g.size))
+        total += table.ms(NB201.group_key(tuple(MIXED.ops[d] for d in g.decisions), g.shape)) - \
+            table.ms(NB201.group_key(("skip_connect",) * len(g.decisions), g.shape))
     assert model.predict(MIXED) == pytest.approx(total, rel=1e-9)
 
 

@@ -153,5 +153,9 @@ def load_search_alphas(path: str | os.PathLike) -> tuple[torch.Tensor, list[str]
         found = "none" if not isinstance(alpha, torch.Tensor) else f"shape {tuple(alpha.shape)}"
         raise CheckpointError(f"{where}: expected an alpha of shape {want} (decisions x candidates {candidates}), "
                               f"found {found} (search checkpoints from before the one-tensor alpha cannot be read)")
-    probs = torch.softmax(alpha.detach().float(), 1)
-    return probs, candidates, space, macro, DatasetInfo.from_dict(saved.get("dataset"))
+    info = DatasetInfo.from_dict(saved.get("dataset"))
+    mask = torch.zeros(want, dtype=torch.bool)  # the candidates the space allows per decision (SuperNet.mask)
+    for d, ok in enumerate(space.allowed(macro, candidates, info.image_size)):
+        mask[d, list(ok)] = True
+    probs = torch.softmax(alpha.detach().float().masked_fill(~mask, float("-inf")), 1)
+    return probs, candidates, space, macro, info

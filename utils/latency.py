@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from models.search_space import SearchSpace
-from models.space import IMAGE_SIZE, NUM_CLASSES
+from models.search_space import IMAGE_SIZE, NUM_CLASSES
 from utils.device import device_name
 from utils.errors import UserError, run_cli
 from utils.faults import WriteError, check_writable
@@ -86,10 +86,11 @@ def parts_for(space: SearchSpace, macro: dict, candidates: Sequence[str] | None 
     parts = {key: Part(key, as_trained(space.baseline_network(macro, num_classes, image_size)),
                        (3, image_size, image_size))}
     for ctx in space.latency_contexts(macro, image_size):
-        for config in (c for k in group_sizes(space) for c in configs(space, candidates, k)):
-            key = context_key(space, config, ctx.key)
+        for config in (c for k in group_sizes(space) for c in configs(space, candidates, k, ctx.shape)):
+            key = context_key(space, config, ctx.key, ctx.shape)
             if key not in parts:
-                parts[key] = Part(key, as_trained(ctx.build(context_ops(space, config)), len(parts)), ctx.in_shape)
+                parts[key] = Part(key, as_trained(ctx.build(context_ops(space, config, ctx.shape)), len(parts)),
+                                  ctx.in_shape)
     for k, g in enumerate(calibration_architectures(space, macro, candidates, calibration)):
         parts[calibration_key(k)] = Part(calibration_key(k), as_trained(space.derived(g, macro, num_classes, image_size),
                                                                          len(parts)), (3, image_size, image_size))

@@ -46,7 +46,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from models.search_space import SearchSpace
-from models.space import IMAGE_SIZE, NUM_CLASSES
+from models.search_space import IMAGE_SIZE, NUM_CLASSES
 from models.spaces import space_of
 from utils.nb201_table import read_text  # a CSV, gzip-compressed or not
 from utils.latency_table import LatencyError, LatencyTable, configs, fixed_key, group_shapes, with_baseline
@@ -144,19 +144,24 @@ class Design:
         self.base = self.ops.index(space.baseline_op)
         self.n = len(self.ops)
         self.groups = space.latency_groups(self.macro, image_size)
-        self.shapes = group_shapes(space, self.macro, image_size)  # (k, channels, size)
+        self.shapes = group_shapes(space, self.macro, image_size)  # (k, edge shape)
+        if any(space.baseline_for(shape) != space.baseline_op or not all(space.allows(op, shape) for op in self.ops)
+               for _, shape in self.shapes):
+            raise LatencyError(f"a fit of measured networks needs one baseline op and every candidate on every edge; "
+                               f"the {space.name} space has edges where they differ: build a table by timing "
+                               f"(python -m utils.latency build) instead")
         self.terms: list[tuple] = [("const",)]
         self.level: list[int] = [-1]
         for o in range(self.n):
             if o != self.base:
                 self.terms.append(("type", o))
                 self.level.append(0)
-        for k, ch, size in self.shapes:
+        for k, shape in self.shapes:
             for subset in self.subsets(k):
                 if len(subset) > max_level:
                     continue
                 for ops in itertools.product([o for o in range(self.n) if o != self.base], repeat=len(subset)):
-                    self.terms.append(("term", k, subset, ops, ch, size))
+                    self.terms.append(("term", k, subset, ops, shape))
                     self.level.append(len(subset))
         self.index = {t: i for i, t in enumerate(self.terms)}
         self.level_arr = np.array(self.level)
@@ -200,22 +205,22 @@ class Design:
                 if not live.any():
                     continue
                 code = (sub[live] * self.n ** np.arange(len(subset))).sum(1)
-                np.add.at(x, (rows[live], self._columns(k, subset, g.channels, g.size)[code]), 1.0)
+                np.add.at(x, (rows[live], self._columns(k, subset, g.shape)[code]), 1.0)
         return x
 
-    def _columns(self, k: int, subset: tuple[int, ...], ch: int, size: int) -> np.ndarray:
+    def _columns(self, k: int, subset: tuple[int, ...], shape) -> np.ndarray:
         """Column of each assignment to ``subset`` (coded sum_j op_j n**j), -1 where it has no term."""
-        key = (k, subset, ch, size)
+        key = (k, subset, shape)
         if key not in self._cols:
             out = np.full(self.n ** len(subset), -1, dtype=np.int64)
             for ops in itertools.product(range(self.n), repeat=len(subset)):
-                i = self.index.get(("term", k, subset, ops, ch, size))
+                i = self.index.get(("term", k, subset, ops, shape))
                 if i is not None:
                     out[sum(o * self.n ** j for j, o in enumerate(ops))] = i
             self._cols[key] = out
         return self._cols[key]
 
-    def entry(self, beta: np.ndarray, k: int, config: Sequence[int], ch: int, size: int) -> float:
+    def entry(self, beta: np.ndarray, k: int, config: Sequence[int], shape) -> float:
         """A group entry: the terms of ``config`` (candidate indices on the group's k edges) summed."""
         total = 0.0
         for j, o in enumerate(config):
@@ -224,7 +229,7 @@ class Design:
         for subset in self.subsets(k):
             ops = tuple(config[j] for j in subset)
             if all(o != self.base for o in ops):
-                i = self.index.get(("term", k, subset, ops, ch, size))
+                i = self.index.get(("term", k, subset, ops, shape))
                 if i is not None:
                     total += beta[i]
         return float(total)
@@ -325,10 +330,10 @@ def fit_table(m: Measurements, space: SearchSpace, macro: dict, candidates: Sequ
     finest = max([0] + [lv for lv, v in lams.items() if math.isfinite(v)])
     cv = scores(loo, y)
     entries: dict[str, dict] = {}
-    for k, ch, size in design.shapes:
-        for c in configs(space, candidates, k):
-            value = design.entry(beta, k, [design.ops.index(op) for op in c], ch, size)
-            entries[space.group_key(c, ch, size)] = {"median_ms": value, "fitted": True}
+    for k, shape in design.shapes:
+        for c in configs(space, candidates, k, shape):
+            value = design.entry(beta, k, [design.ops.index(op) for op in c], shape)
+            entries[space.group_key(c, shape)] = {"median_ms": value, "fitted": True}
     entries[fixed_key(space, macro, num_classes, image_size)] = {"median_ms": float(beta[0]), "fitted": True}
     fit = {"kind": FIT_KIND, "source": m.source, "column": m.column, "rows": len(m.archs),
            "model": model, "level": finest, "level_name": LEVEL_NAMES.get(finest, f"with {finest}-op terms"),

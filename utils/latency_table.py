@@ -45,8 +45,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from models.search_space import SearchSpace
-from models.space import IMAGE_SIZE, NUM_CLASSES
+from models.search_space import IMAGE_SIZE, NUM_CLASSES, EdgeShape, SearchSpace
 from models.spaces import get_space, space_of
 from utils.checkpoint import atomic_write_text
 from utils.errors import UserError
@@ -64,15 +63,20 @@ class LatencyError(UserError):
     """A table that cannot be read or does not cover the space asked for, or bad profiling settings."""
 
 
-def group_shapes(space: SearchSpace, macro: dict, image_size: int) -> list[tuple[int, int, int]]:
-    """The distinct (group size, channels, map size) of the network's input groups, in network order."""
-    return list(dict.fromkeys((len(g.decisions), g.channels, g.size) for g in space.latency_groups(macro, image_size)))
+def group_shapes(space: SearchSpace, macro: dict, image_size: int) -> list[tuple[int, EdgeShape]]:
+    """The distinct (group size, edge shape) of the network's input groups, in network order."""
+    return list(dict.fromkeys((len(g.decisions), g.shape) for g in space.latency_groups(macro, image_size)))
 
 
-def with_baseline(space: SearchSpace, candidates: Sequence[str] | None) -> list[str]:
-    """The candidates (None: all the space's ops), checked, and the baseline op: costs are relative to it."""
+def with_baseline(space: SearchSpace, candidates: Sequence[str] | None, shape: EdgeShape | None = None) -> list[str]:
+    """The candidates (None: all the space's ops), checked, and the baseline op: costs are relative to it.
+    With ``shape``: those the space allows on edges of that shape, and that shape's baseline."""
     ops = list(space.check_candidates(space.primitives if candidates is None else candidates))
-    return ops if space.baseline_op in ops else ops + [space.baseline_op]
+    if shape is None:
+        return ops if space.baseline_op in ops else ops + [space.baseline_op]
+    base = space.baseline_for(shape)
+    ops = [op for op in ops if space.allows(op, shape)]
+    return ops if base in ops else ops + [base]
 
 
 def group_sizes(space: SearchSpace) -> list[int]:
@@ -80,25 +84,26 @@ def group_sizes(space: SearchSpace) -> list[int]:
     return list(dict.fromkeys(len(g) for g in space.input_groups))
 
 
-def configs(space: SearchSpace, candidates: Sequence[str] | None, k: int) -> list[tuple[str, ...]]:
-    """Every assignment of ops (the candidates and the baseline) to the k edges of a group, the baseline's first."""
-    ops = with_baseline(space, candidates)
-    base = (space.baseline_op,) * k
+def configs(space: SearchSpace, candidates: Sequence[str] | None, k: int, shape: EdgeShape) -> list[tuple[str, ...]]:
+    """Every assignment of ops (the candidates the space allows on ``shape`` and its baseline) to the k edges of a
+    group, the baseline's first."""
+    ops = with_baseline(space, candidates, shape)
+    base = (space.baseline_for(shape),) * k
     return [base] + [c for c in itertools.product(ops, repeat=k) if c != base]
 
 
-def context_key(space: SearchSpace, config: Sequence[str], context: str) -> str:
+def context_key(space: SearchSpace, config: Sequence[str], context: str, shape: EdgeShape) -> str:
     """The key of the timing of the part ``context`` with ``config`` on every input group of its size and the
     baseline elsewhere (the baseline everywhere: one key, whatever the size)."""
-    config = tuple(config)
-    if all(op == space.baseline_op for op in config):
-        return f"context:{space.baseline_op}:{context}"
+    config, base = tuple(config), space.baseline_for(shape)
+    if all(op == base for op in config):
+        return f"context:{base}:{context}"
     return f"context:{'+'.join(config)}:{context}"
 
 
-def context_ops(space: SearchSpace, config: Sequence[str]) -> list[str]:
+def context_ops(space: SearchSpace, config: Sequence[str], shape: EdgeShape) -> list[str]:
     """One op per edge of a cell / block: ``config`` on every input group of its size, the baseline elsewhere."""
-    out = [space.baseline_op] * sum(len(g) for g in space.input_groups)
+    out = [space.baseline_for(shape)] * sum(len(g) for g in space.input_groups)
     for g in space.input_groups:
         if len(g) == len(config):
             for e, op in zip(g, config):
@@ -127,9 +132,15 @@ def random_architectures(space: SearchSpace, macro: dict, n: int, concentration:
     ops = list(space.primitives if ops is None else ops)
     rng = np.random.default_rng(seed)
     decisions, out = len(space.decision_names(macro)), []
+    allowed = space.allowed(macro, ops)
+    restricted = any(len(a) < len(ops) for a in allowed)
     for _ in range(n):
         mix = rng.dirichlet([concentration] * len(ops))
-        out.append(space.genotype_from_ops([ops[i] for i in rng.choice(len(ops), size=decisions, p=mix)], macro))
+        if not restricted:
+            picks = rng.choice(len(ops), size=decisions, p=mix)
+        else:  # each decision draws from the mixture over the ops the space allows there
+            picks = [a[rng.choice(len(a), p=mix[list(a)] / mix[list(a)].sum())] for a in allowed]
+        out.append(space.genotype_from_ops([ops[i] for i in picks], macro))
     return out
 
 
@@ -149,8 +160,8 @@ def required_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | N
     (the baseline's included), in network order, without repeats."""
     macro = space.macro(macro)  # a bad size raises models.space.SpaceError
     keys = [fixed_key(space, macro, num_classes, image_size)]
-    keys += [space.group_key(c, ch, size) for k, ch, size in group_shapes(space, macro, image_size)
-             for c in configs(space, candidates, k)]
+    keys += [space.group_key(c, shape) for k, shape in group_shapes(space, macro, image_size)
+             for c in configs(space, candidates, k, shape)]
     return list(dict.fromkeys(keys))
 
 
@@ -161,7 +172,8 @@ def timed_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | None
     macro = space.macro(macro)
     keys = [space.network_key(macro, num_classes, image_size)]
     for ctx in space.latency_contexts(macro, image_size):
-        keys += [context_key(space, c, ctx.key) for k in group_sizes(space) for c in configs(space, candidates, k)]
+        keys += [context_key(space, c, ctx.key, ctx.shape) for k in group_sizes(space)
+                 for c in configs(space, candidates, k, ctx.shape)]
     keys += [calibration_key(k) for k in range(calibration)]
     return list(dict.fromkeys(keys))
 
@@ -173,26 +185,25 @@ def group_entries(space: SearchSpace, macro: dict, candidates: Sequence[str] | N
     those groups (an upper bound).  The baseline's entry is 0."""
     out = {}
     for ctx in space.latency_contexts(space.macro(macro), image_size):
-        base_key = context_key(space, (space.baseline_op,), ctx.key)
+        base_key = context_key(space, (space.baseline_for(ctx.shape),), ctx.key, ctx.shape)
         base = timed[base_key]
         for k in group_sizes(space):
             n = groups_of_size(space, k)
-            for i, c in enumerate(configs(space, candidates, k)):
-                got = timed[context_key(space, c, ctx.key)]
-                e = {"from": [context_key(space, c, ctx.key), base_key], "groups": n, "runs": got["runs"]}
+            for i, c in enumerate(configs(space, candidates, k, ctx.shape)):
+                got = timed[context_key(space, c, ctx.key, ctx.shape)]
+                e = {"from": [context_key(space, c, ctx.key, ctx.shape), base_key], "groups": n, "runs": got["runs"]}
                 for stat in (s for s in STATS if s in got and s in base):
                     e[stat] = 0.0 if i == 0 else (got[stat] - base[stat]) / n
                 for sp in (s for s in ("spread_ms", "cpu_spread_ms") if s in got and s in base):
                     e[sp] = 0.0 if i == 0 else (got[sp] + base[sp]) / n
-                out[space.group_key(c, ctx.channels, ctx.size)] = e
+                out[space.group_key(c, ctx.shape)] = e
     return out
 
 
 def network_group_keys(space: SearchSpace, macro: dict, genotype, image_size: int) -> list[str]:
     """The group entries a genotype's network adds up, one per input group of every cell / block."""
     ops = space.ops_of(genotype)
-    return [space.group_key(tuple(ops[d] for d in g.decisions), g.channels, g.size)
-            for g in space.latency_groups(macro, image_size)]
+    return [space.group_key(tuple(ops[d] for d in g.decisions), g.shape) for g in space.latency_groups(macro, image_size)]
 
 
 def calibrate(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, timed: dict[str, dict],
@@ -359,7 +370,9 @@ class GroupCosts:
     def _costs_on(self, device, dtype) -> dict[int, torch.Tensor]:
         key = (str(device), dtype)
         if key not in self._on:
-            self._on[key] = {k: c.to(device=device, dtype=dtype) for k, c in self.costs.items()}
+            # an option that is not allowed (+inf) has probability 0: it adds nothing (not inf * 0 = nan)
+            self._on[key] = {k: torch.where(torch.isinf(c), 0.0, c).to(device=device, dtype=dtype)
+                             for k, c in self.costs.items()}
         return self._on[key]
 
     def expected(self, p: torch.Tensor) -> torch.Tensor:
@@ -410,8 +423,11 @@ def group_costs(table: LatencyTable, space: SearchSpace, macro: dict, candidates
     n, groups = len(candidates), {}
     for g in space.latency_groups(macro, image_size or table.image_size):
         k = len(g.decisions)
-        base = table.ms(space.group_key((space.baseline_op,) * k, g.channels, g.size), stat)
-        cost = torch.tensor([table.ms(space.group_key(c, g.channels, g.size), stat) - base
+        base = table.ms(space.group_key((space.baseline_for(g.shape),) * k, g.shape), stat)
+        # an assignment the space does not allow there costs +inf: never the cheapest, never in a knapsack, and the
+        # expectation skips it (its probability is 0)
+        cost = torch.tensor([table.ms(space.group_key(c, g.shape), stat) - base
+                             if all(space.allows(op, g.shape) for op in c) else math.inf
                              for c in itertools.product(candidates, repeat=k)], dtype=torch.float64)
         groups[g.decisions] = groups[g.decisions] + cost if g.decisions in groups else cost
     return GroupCosts(fixed_ms(table, space, macro, num_classes, stat, image_size),
@@ -435,6 +451,6 @@ def predict_genotype(table: LatencyTable, genotype, num_classes: int | None = No
     ops = space.ops_of(genotype)
     total = fixed_ms(table, space, macro, num_classes, stat, image_size)
     for g in space.latency_groups(macro, image_size or table.image_size):
-        total += (table.ms(space.group_key(tuple(ops[d] for d in g.decisions), g.channels, g.size), stat)
-                  - table.ms(space.group_key((space.baseline_op,) * len(g.decisions), g.channels, g.size), stat))
+        total += (table.ms(space.group_key(tuple(ops[d] for d in g.decisions), g.shape), stat)
+                  - table.ms(space.group_key((space.baseline_for(g.shape),) * len(g.decisions), g.shape), stat))
     return total

@@ -50,7 +50,7 @@ class LatencyModel:
                 or tuple(supernet.candidates) != self.candidates):
             raise LatencyError(f"this LatencyModel was built for another supernet ({self.space.name} space "
                                f"{self.space.describe_macro(self.supernet_macro)} candidates={','.join(self.candidates)})")
-        alpha = supernet.alpha
+        alpha = supernet.masked_alpha()  # -inf where the space does not allow a candidate
         pairs = supernet.sampled
         use_pairs = pairs is not None and (sampled or (sampled is None and supernet.mode == "two"))
         if not use_pairs or any(len(p) != 2 for p in pairs):
@@ -83,7 +83,7 @@ class LatencyModel:
     def most_probable_within(self, supernet, target_ms: float) -> list[int]:
         """The architecture with the largest probability under alpha (sum of log-softmax over decisions)
         whose predicted latency is within ``target_ms``; the fastest one when none is (the closest)."""
-        log_p = torch.log_softmax(supernet.alpha.detach().double().cpu(), dim=1)
+        log_p = torch.log_softmax(supernet.masked_alpha().detach().double().cpu(), dim=1)
         n, out = self.costs.n, [0] * self.costs.num_decisions
         items_p, items_c, items_d = [], [], []  # one knapsack item per group: its N**k assignments
         for k, costs in self.costs.costs.items():
@@ -122,6 +122,12 @@ def most_probable_within(log_p, costs, budget: float, bins: int = 4096) -> list[
     if len(log_p) != len(costs) or any(p.dim() != 1 or p.shape != c.shape for p, c in zip(log_p, costs)):
         raise LatencyError(f"log_p and costs must have the same items and options, got "
                            f"{[tuple(p.shape) for p in log_p]} and {[tuple(c.shape) for c in costs]}")
+    # an option of infinite cost (a candidate the space does not allow there) is never chosen
+    ok = [torch.isfinite(c) for c in costs]
+    if not all(bool(o.any()) for o in ok):
+        return None
+    log_p = [torch.where(o, p, float("-inf")) for p, o in zip(log_p, ok)]
+    costs = [torch.where(o, c, c[o].max()) for c, o in zip(costs, ok)]
     floor = [float(c.min()) for c in costs]  # every item pays at least its cheapest option
     spare = float(budget - sum(floor))
     if spare < 0:
