@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 import genotypes
+from models.spaces import SPACES
 from models import build_net, count_parameters, genotype_from_dict
 from models.genotype import Genotype
 from models.space import EDGE_NAMES
@@ -80,7 +81,7 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], object, Dataset
     return state, stored, data, space, macro
 
 
-DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
+DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
 
 
 def load_network(genotype_arg: str | None, checkpoint: str | None,

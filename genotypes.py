@@ -1,8 +1,9 @@
 """Named architectures and one lookup for every way a genotype is given: a name, a NAS-Bench-201 string,
 or a JSON file (whose "space" names its space).
 
-Named: the authors' released CIFAR-10 network (tree space) and three NAS-Bench-201 cells.  The genotype
-types live in models/genotype.py (tree) and models/nb201.py (NAS-Bench-201 cell).
+Named: the authors' released CIFAR-10 network (tree space), three NAS-Bench-201 cells and the authors' three
+ImageNet networks (MBConv space).  The genotype types live in models/genotype.py (tree), models/nb201.py
+(NAS-Bench-201 cell) and models/mbconv/arch.py.
 """
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import os
 
 from models.genotype import SPACE_NAME, Genotype, GenotypeError, uniform
+from models.mbconv import NAMED as MBCONV_NAMED
 from models.nb201 import NAMED as NB201_NAMED
 from models.nb201 import CellGenotype
 from models.space import OP_CODES, SpaceError
@@ -86,7 +88,8 @@ PROXYLESS_CIFAR = Genotype(B=18, F=400, ops=_decode([
     "s7 s3 mp s7 s5 id | s5 mp s3 mp s3 s7",  # 53
 ]))
 
-REGISTRY: dict[str, object] = {"proxyless_cifar": PROXYLESS_CIFAR, **NB201_NAMED}
+# the authors' three ImageNet networks (MBConv space): proxyless_gpu, proxyless_cpu, proxyless_mobile
+REGISTRY: dict[str, object] = {"proxyless_cifar": PROXYLESS_CIFAR, **NB201_NAMED, **MBCONV_NAMED}
 
 
 def get(spec: str | os.PathLike):

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import genotypes
+from models.spaces import SPACES
 from models import SpaceError, build_net, count_parameters, genotype_from_dict, multiply_adds
 from utils import data as cifar
 from utils import distributed as ddp
@@ -36,20 +37,10 @@ from utils.runlog import EpochLog
 from utils.space_args import add_space_flags, resolve_space
 from utils.train import DivergenceError, cosine_lr, make_amp, param_groups, train_one_epoch
 
-DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
+DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
 # beyond the scaffold's RESUMABLE: flags of evaluation and speed; --genotype is compared by content
 MAY_CHANGE = {"eval_only", "eval_batch_size", "compile", "genotype"}
-# Each space's recipe: the defaults of the recipe flags.  tree: the authors' CIFAR configs (lr 0.1 at
-# batch 64, cutout 16, 300 epochs, decay on conv/linear weights only); nb201: the benchmark's 200-epoch
-# recipe (Nesterov SGD, lr 0.1 at batch 256 = 0.025 per 64 images, cosine to 0, weight decay 5e-4 on
-# every parameter, random crop and flip, no cutout, the last partial batch of an epoch kept as a
-# DataLoader does by default).
-RECIPES = {
-    "tree": {"epochs": 300, "batch_size": 64, "lr": 0.1, "weight_decay": 1e-4, "cutout": 16, "decay_bn_bias": False,
-             "drop_last": True},
-    "nb201": {"epochs": 200, "batch_size": 256, "lr": 0.025, "weight_decay": 5e-4, "cutout": 0, "decay_bn_bias": True,
-              "drop_last": False},
-}
+# Each space's recipe (the defaults of the recipe flags) is the space's data: SearchSpace.train_recipe.
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -147,7 +138,7 @@ def resolve_recipe(args: argparse.Namespace, saved: dict | None = None) -> tuple
             saved = load_checkpoint(path, kind="train")
         genotype, name, macro = saved_network(saved)  # a --genotype that differs is refused by checkpoint_genotype
         space, macro = resolve_space(args, genotype, name, macro)
-    for flag, value in RECIPES[space.name].items():
+    for flag, value in space.train_recipe.items():
         if getattr(args, flag) is None:
             setattr(args, flag, value)
     return genotype, space, macro

@@ -79,6 +79,9 @@ class SearchSpace:
     # the space allows it; ``baseline_for`` names another where it does not
     baseline_op: str = ""
     default_genotype: str = ""  # the named architecture (genotypes.py) that train/export use when given none
+    # train_cifar.py's recipe for this space's networks: the defaults of its recipe flags (dest -> value); lr is
+    # per 64 images (scaled with the batch)
+    train_recipe: dict[str, object] = {}
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
     # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
     search_defaults: dict[str, str] = {}
@@ -198,7 +201,7 @@ class SearchSpace:
     # ---- latency tables
     def network_key(self, macro: dict[str, int], num_classes: int, image_size: int) -> str:
         """The latency-table key of the whole network with the baseline op on every searchable edge."""
-        size = "-".join(f"{k}{v}" for k, v in macro.items())
+        size = "-".join(f"{k}{','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in macro.items())
         return f"network:{self.name}:{size}:{self.baseline_op}:{image_size}x{image_size}:n{num_classes}"
 
     def baseline_network(self, macro: dict[str, int], num_classes: int, image_size: int) -> nn.Module:

@@ -1,6 +1,6 @@
 """The search spaces by name, and what is built from a genotype whatever its space.
 
-    get_space("tree" | "nb201") -> SearchSpace
+    get_space("tree" | "nb201" | "mbconv") -> SearchSpace
     space_of(genotype)          -> the space a genotype belongs to
     genotype_from_dict(d)       -> a genotype of the space its JSON names ("space"; none: the tree space)
     build_net(genotype, ...)    -> the derived network;  build_supernet(B, F, ...): a tree supernet
@@ -12,13 +12,14 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .mbconv.space import MBCONV
 from .nb201_space import NB201
 from .search_space import SearchSpace
 from .space import IMAGE_SIZE, NUM_CLASSES, PRIMITIVES, SpaceError
 from .supernet import SuperNet
 from .tree_space import TREE
 
-SPACES: dict[str, SearchSpace] = {TREE.name: TREE, NB201.name: NB201}
+SPACES: dict[str, SearchSpace] = {TREE.name: TREE, NB201.name: NB201, MBCONV.name: MBCONV}
 DEFAULT_SPACE = TREE.name
 
 

@@ -55,6 +55,9 @@ class TreeSpace(SearchSpace):
                   "F": "final width, a multiple of 8 >= 64 (paper's network: 400)"}
     baseline_op = "identity"
     default_genotype = "proxyless_cifar"
+    # the authors' CIFAR configs: lr 0.1 at batch 64, cutout 16, 300 epochs, decay on conv/linear weights only
+    train_recipe = {"epochs": 300, "batch_size": 64, "lr": 0.1, "weight_decay": 1e-4, "cutout": 16,
+                    "decay_bn_bias": False, "drop_last": True}
     parameter_free = ("avg_pool_3x3", "max_pool_3x3", "identity")
     search_defaults = {"supernet_bn": "standard", "warmup_ops": "all"}  # the paper's setting
     input_groups = tuple(_input_groups())  # ((0, 3), (1, 2), (4, 5), (6, 9), (7, 8), (10, 11))

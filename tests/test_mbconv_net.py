@@ -196,7 +196,7 @@ def test_exports_to_onnx_with_a_dynamic_batch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     g = MBConvGenotype(("5x5_MBConv3", "zero", "7x7_MBConv6", "3x3_MBConv3", "5x5_MBConv6", "zero", "7x7_MBConv3",
                         "3x3_MBConv6"),
-                       stem=8, first=8, widths=(8, 12, 16, 16, 24, 24), depths=(2, 1, 1, 2, 1, 1), head=32)
+                       stem=8, first=8, widths=(12, 16, 20, 24, 28, 32), depths=(2, 1, 1, 2, 1, 1), head=32)
     torch.manual_seed(0)
     net = build_derived(g, num_classes=10, image_size=32).eval()
     path = tmp_path / "tiny.onnx"
@@ -232,3 +232,12 @@ def test_released_genotypes_match_the_configs(reference_dir):
             assert (conv["in_channels"], conv["out_channels"], conv["stride"]) == \
                 (spec.shape.in_channels, spec.shape.out_channels, spec.shape.stride)
             assert (conv["kernel_size"], conv["expand_ratio"]) == (kernel_of(op), expand_of(op))
+
+
+def test_each_stage_must_change_the_width():
+    """A stage starts where the width changes, so the genotype's rule (no zero on a stage's first block) and the
+    space's rule by shape (zero only where the block keeps its shape) agree at every image size."""
+    with pytest.raises(SpaceError, match="stage 0 has the width of the layer before it"):
+        MBConvGenotype(("3x3_MBConv3",) * 6, first=16, widths=(16, 40, 80, 96, 192, 320), depths=(1,) * 6)
+    with pytest.raises(SpaceError, match="stage 3 has the width"):
+        MBConvGenotype(("3x3_MBConv3",) * 6, widths=(24, 40, 80, 80, 192, 320), depths=(1,) * 6)

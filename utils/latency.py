@@ -401,6 +401,25 @@ def fit_command(args, parse) -> LatencyTable:
     return table
 
 
+def import_mobile_command(args: argparse.Namespace) -> LatencyTable:
+    from utils.mobile_latency import MobileTable, MobileTableError, to_latency_table
+    if args.space not in (None, "mbconv"):
+        raise LatencyError(f"the authors' mobile table prices the mbconv space, not --space {args.space}")
+    args.space = "mbconv"
+    space, macro = resolve_space(args)
+    try:
+        table = to_latency_table(MobileTable.from_file(args.yaml), macro, args.num_classes, args.image_size)
+    except MobileTableError as e:
+        raise LatencyError(str(e)) from None
+    try:
+        table.save(args.out)
+    except WriteError as e:
+        raise LatencyError(e.line("or choose another --out")) from None
+    print(f"wrote {args.out}: {len(table.entries)} entries, {space.name} space {space.describe_macro(macro)}, "
+          f"{table.meta['device_name']}, image size {args.image_size}, {args.num_classes} classes")
+    return table
+
+
 # ------------------------------------------------------------------ command line
 def get_args_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -466,6 +485,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-onnx", dest="onnx", action="store_false", help="write manifest.csv only (no ONNX files)")
     s.add_argument("--out", default="latency_samples", help="output folder (manifest.csv, one .onnx per network)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    m = sub.add_parser("import-mobile", formatter_class=fmt,
+                       help="the ProxylessNAS authors' mobile latency table (mobile_trim.yaml, Pixel 1) as a table "
+                            "of the mbconv space")
+    m.add_argument("--yaml", required=True,
+                   help="the authors' mobile_trim.yaml (or .yaml.gz); not bundled (no licence): see docs/latency.md")
+    add_space_flags(m)
+    m.add_argument("--image-size", type=int, default=224, help="the network's input size (the table has 224 px only)")
+    m.add_argument("--num-classes", type=int, default=1000, help="the network's classes (the table has 1000 only)")
+    m.add_argument("--out", default="mobile_table.json", help="output JSON file")
     q = sub.add_parser("predict", formatter_class=fmt, help="predicted latency of a derived network")
     q.add_argument("--table", required=True, help="latency table JSON")
     q.add_argument("--genotype", required=True,
@@ -501,6 +529,8 @@ def main(args: argparse.Namespace) -> float | LatencyTable:
         return fit_command(args, genotypes.get)
     if args.command == "sample":
         return sample_command(args)
+    if args.command == "import-mobile":
+        return import_mobile_command(args)
     table = LatencyTable.load(args.table)
     g = genotypes.get(args.genotype)
     ms = predict_genotype(table, g, stat=args.stat)

@@ -259,7 +259,9 @@ class LatencyTable:
     @property
     def macro(self) -> dict:
         m = self.meta
-        return dict(m["macro"]) if isinstance(m.get("macro"), dict) else {"B": m.get("B"), "F": m.get("F")}
+        if isinstance(m.get("macro"), dict):  # (JSON lists back to the tuples of per-stage sizes)
+            return {k: tuple(v) if isinstance(v, list) else v for k, v in m["macro"].items()}
+        return {"B": m.get("B"), "F": m.get("F")}
 
     def describe(self) -> str:
         m = self.meta

@@ -406,3 +406,50 @@ class MobileTable:
                 f"For the first: {self._missing_message(missing[0][1])}",
                 key=missing[0][1], missing=[key for _, key in missing])
         return sum(self.ms(key) for _, key in layers if key is not None)
+
+
+# ------------------------------------------------------------------ into the project's table format
+def to_latency_table(mobile: "MobileTable", macro: dict | None = None, num_classes: int = 1000,
+                     image_size: int = 224):
+    """The authors' table as a ``utils.latency_table.LatencyTable`` of the MBConv space's network of ``macro``
+    (None: the paper's search space), so that the search's expected latency, its gradient, ``--derive
+    within-target`` and ``python -m utils.latency predict`` read it as any table:
+
+    * fixed = first conv + first block + feature mix + logits + each block's baseline (``zero`` where it may
+      sit: 0; a stage's first block: its 3x3 MBConv3 entry) -- the table's baseline network;
+    * a block's group entry for op o = LUT(o) - LUT(baseline) at that block's shape.
+    So fixed + sum over blocks (entry(op) - entry(baseline)) is the authors' sum for that network exactly
+    (tests/test_mobile_table.py).  A layer the table lacks is one ``MobileTableError`` naming every such key."""
+    from models.mbconv.space import MBCONV  # (the reader above needs no torch; the conversion builds keys)
+    from utils.latency_table import LatencyTable, fixed_key, group_shapes
+
+    space = MBCONV
+    macro = space.macro(macro)
+    plan = space.latency_edges(macro, image_size)
+    baseline = [(s.in_channels, s.out_channels, s.stride, s.in_size, space.baseline_for(s))
+                for s in (e.shape for e in plan)]
+    layers = mobile.network_layers(macro["stem"], macro["first"], baseline, macro["head"], num_classes, image_size)
+    want = [key for _, key in layers if key is not None]
+    for _, shape in group_shapes(space, macro, image_size):
+        want += [k for op in space.primitives if space.allows(op, shape)
+                 for k in [mobile.block_key_for(shape.in_channels, shape.out_channels, shape.stride, shape.in_size, op)]
+                 if k is not None]
+    missing = list(dict.fromkeys(k for k in want if k not in mobile.entries))
+    if missing:
+        raise MobileTableError(f"{len(missing)} entries the MBConv network {space.describe_macro(macro)} at "
+                               f"{image_size} px needs are not in {mobile.source}: {', '.join(missing[:4])}"
+                               f"{' ...' if len(missing) > 4 else ''}. For the first: "
+                               f"{mobile._missing_message(missing[0])}", key=missing[0], missing=missing)
+    entries = {fixed_key(space, macro, num_classes, image_size): {
+        "median_ms": sum(mobile.ms(key) for _, key in layers if key is not None), "from": "authors' mobile table"}}
+    for _, shape in group_shapes(space, macro, image_size):
+        args = (shape.in_channels, shape.out_channels, shape.stride, shape.in_size)
+        base = mobile.block_ms(*args, space.baseline_for(shape))
+        for op in (op for op in space.primitives if space.allows(op, shape)):
+            entries[space.group_key((op,), shape)] = {"median_ms": mobile.block_ms(*args, op) - base,
+                                                      "from": mobile.block_key_for(*args, op) or "zero: 0 ms"}
+    meta = {"backend": "authors-mobile", "device": "mobile", "device_name": "Google Pixel 1 (the ProxylessNAS "
+            "authors' mobile_trim.yaml)", "source": str(mobile.source), "batch_size": 1, "space": space.name,
+            "macro": {k: list(v) if isinstance(v, tuple) else v for k, v in macro.items()},
+            "candidates": list(space.primitives), "num_classes": num_classes, "image_size": image_size}
+    return LatencyTable(entries=entries, meta=meta)

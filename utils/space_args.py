@@ -21,14 +21,28 @@ MACRO_FLAGS = {k: name for name, space in SPACES.items() for k in space.macro_de
 def add_space_flags(parser: argparse.ArgumentParser, macro: bool = True, title: str = "search space") -> None:
     g = parser.add_argument_group(title)
     g.add_argument("--space", choices=tuple(SPACES), default=None,
-                   help=f"tree: the paper's CIFAR-10 tree cells; nb201: the NAS-Bench-201 cell space (default: the "
-                        f"genotype's or checkpoint's space, else {DEFAULT_SPACE})")
+                   help=f"tree: the paper's CIFAR-10 tree cells; nb201: the NAS-Bench-201 cell space; mbconv: the "
+                        f"paper's ImageNet MBConv chain (default: the genotype's or checkpoint's space, else "
+                        f"{DEFAULT_SPACE})")
     if not macro:
         return
     for flag, name in MACRO_FLAGS.items():
         space = SPACES[name]
-        g.add_argument(f"--{flag}", type=int, default=None,
-                       help=f"{name} space: {space.macro_help[flag]} (default {space.macro_defaults[flag]})")
+        default = space.macro_defaults[flag]
+        per_stage = isinstance(default, tuple)  # the space's data says whether a size is one integer or one per stage
+        g.add_argument(f"--{flag}", type=int_list if per_stage else int, default=None,
+                       metavar="N,N,..." if per_stage else flag.upper(),
+                       help=f"{name} space: {space.macro_help[flag]} (default "
+                            f"{','.join(map(str, default)) if per_stage else default})")
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated integers, e.g. 24,40,80,96,192,320."""
+    try:
+        out = tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    return out
 
 
 def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | None = None,

@@ -87,6 +87,13 @@ def check_macro(stem: int, first: int, widths: Sequence[int], depths: Sequence[i
     for name, value in (("stem", stem), ("first", first), ("head", head)):
         _positive_int(name, value)
     _check_stages(widths, depths)
+    # A stage starts where the width changes.  So every stage's first block changes channels, has no residual and
+    # may not be zero -- the genotype's rule by position and the space's by shape (space.allows) then agree at every
+    # image size (the CIFAR-size variant runs stage 0 at stride 1).  The paper's space and all three released
+    # networks change width at every stage.
+    for s, (before, w) in enumerate(zip((first,) + tuple(widths), widths)):
+        if before == w:
+            raise SpaceError(f"stage {s} has the width of the layer before it ({w}): each stage must change the width")
 
 
 def check_image_size(size: int) -> None:
