@@ -15,7 +15,7 @@ from models.mbconv.space import MBCONV
 from utils import latency as L
 from utils.errors import USER_ERRORS
 from utils.latency_table import LatencyTable, predict_genotype
-from utils.mobile_latency import (FIRST_OPS, SEARCH_OPS, MobileTable, MobileTableError, conv_key, feature_mix_key,
+from utils.mobile_latency import (SEARCH_OPS, MobileTable, MobileTableError, conv_key, feature_mix_key,
                                   logits_key, to_latency_table)
 from utils.synthetic import write_synthetic_cifar
 

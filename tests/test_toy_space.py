@@ -395,15 +395,15 @@ def test_predictions_and_expected_latency_are_the_hand_sums():
         net.alpha.copy_(torch.tensor([[0.3, -0.2, 1.0], [0.5, 0.1, 4.0], [-1.0, 0.2, 0.7]]))
     p = torch.softmax(net.masked_alpha(), 1)
     exp = costs.expected(p)
-    hand = fixed + sum(float(p[d, i]) * (v[CANDS[i], s] - v[BASE[s], s])
+    hand = fixed + sum(float(p.detach()[d, i]) * (v[CANDS[i], s] - v[BASE[s], s])
                        for d, s in enumerate((S0, S1, S2)) for i in range(3) if TOY.allows(CANDS[i], s))
-    assert float(exp) == pytest.approx(hand, rel=1e-6)
+    assert float(exp.detach()) == pytest.approx(hand, rel=1e-6)
     exp.backward()
     grad = net.alpha.grad
     assert torch.isfinite(grad).all() and float(grad[1, SKIP]) == 0.0 and float(grad.abs().sum()) > 0
     # LatencyModel (the search's object) gives the same, and predict_indices the same sums
     model = O.LatencyModel(table, net)
-    assert float(model.expected(net)) == pytest.approx(hand, rel=1e-6)
+    assert float(model.expected(net).detach()) == pytest.approx(hand, rel=1e-6)
     assert model.predict_indices([SKIP, 0, 1]) == pytest.approx(hand_latency(v, fixed, ["skip", "conv3", "conv1"]))
 
 
