@@ -164,7 +164,8 @@ class SuperNet(nn.Module):
             # views: each edge's gate gradient lands in its decision's row ("full" reads softmax(row): masked)
             rows = (self.masked_alpha() if mode == "full" else alpha).unbind(0)
             if mode == "two":
-                pairs = torch.tensor(sampled, device=alpha.device)  # one copy for all decisions
+                # one copy for all decisions; a decision with one allowed candidate sampled (i,): padded to (i, i)
+                pairs = torch.tensor([s if len(s) == 2 else (s[0], s[0]) for s in sampled], device=alpha.device)
                 index = pairs.unbind(0)
                 self._before = (pairs, alpha.detach().gather(1, pairs))
         for m in self._mixed:
@@ -195,6 +196,7 @@ class SuperNet(nn.Module):
             return
         pairs, old = self._before
         offset = torch.logsumexp(self.alpha.gather(1, pairs), 1) - torch.logsumexp(old, 1)  # (D,)
+        offset = torch.where(pairs[:, 0] == pairs[:, 1], 0.0, offset)  # a padded single: nothing to rescale
         self.alpha.scatter_add_(1, pairs, -offset[:, None].expand_as(pairs).to(self.alpha.dtype))
         self._before = None
 

@@ -17,6 +17,7 @@ REINFORCE reward is acc x (LAT/T)^w (utils/objective.py).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -225,7 +226,7 @@ class Architect:
         if writer is None:
             return
         supernet = self.supernet
-        probs, counts = supernet.probs(), supernet.derive().op_counts()
+        probs, counts = supernet.probs(), Counter(supernet.space.ops_of(supernet.derive()))
         writer.add_histogram("alpha/probs", probs, step)
         writer.add_histogram("alpha/logits", supernet.alphas().float(), step)
         for i, name in enumerate(supernet.candidates):

@@ -265,7 +265,8 @@ class LatencyTable:
 
     def describe(self) -> str:
         m = self.meta
-        return (f"the table was built for the {self.space.name} space, {self.space.describe_macro(self.macro)} "
+        size = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in self.macro.items())
+        return (f"the table was built for the {m.get('space', 'tree')} space, {size} "
                 f"batch={m.get('batch_size')} "
                 f"image size {self.image_size} classes={self.num_classes} "
                 f"candidates={','.join(m.get('candidates', []))} on {m.get('backend')} "
@@ -437,19 +438,21 @@ def group_costs(table: LatencyTable, space: SearchSpace, macro: dict, candidates
                       len(space.decision_names(macro)), n)
 
 
-def genotype_macro(table: LatencyTable, genotype, macro: dict | None = None) -> tuple[SearchSpace, dict]:
-    """The space of ``genotype`` and the network size to predict: the genotype's own (tree: B, F), else
-    ``macro``, else the table's (NAS-Bench-201: the C, N the table was built for)."""
-    space = space_of(genotype)
-    base = table.macro if table.space is space else {}
+def genotype_macro(table: LatencyTable, genotype, macro: dict | None = None, space: SearchSpace | None = None
+                   ) -> tuple[SearchSpace, dict]:
+    """The space of ``genotype`` (None: looked up among the registered ones) and the network size to predict:
+    the genotype's own (tree: B, F), else ``macro``, else the table's (NAS-Bench-201: the C, N it was built for)."""
+    space = space or space_of(genotype)
+    base = table.macro if table.meta.get("space", "tree") == space.name else {}
     return space, space.macro({**base, **(macro or {}), **space.genotype_macro(genotype)})
 
 
 def predict_genotype(table: LatencyTable, genotype, num_classes: int | None = None, stat: str = "median_ms",
-                     image_size: int | None = None, macro: dict | None = None) -> float:
+                     image_size: int | None = None, macro: dict | None = None, space: SearchSpace | None = None
+                     ) -> float:
     """Predicted forward latency (ms) of the derived network of ``genotype`` at the table's batch size
     (and, unless given, the image size, classes and network size the table was built for)."""
-    space, macro = genotype_macro(table, genotype, macro)
+    space, macro = genotype_macro(table, genotype, macro, space)
     ops = space.ops_of(genotype)
     total = fixed_ms(table, space, macro, num_classes, stat, image_size)
     for g in space.latency_groups(macro, image_size or table.image_size):

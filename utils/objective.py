@@ -29,7 +29,8 @@ class LatencyModel:
     def __init__(self, table: LatencyTable, supernet, stat: str = "median_ms"):
         self.table, self.stat = table, stat
         self.space, self.supernet_macro = supernet.space, dict(supernet.macro)
-        self.macro = dict(table.macro) if table.space is supernet.space else dict(supernet.macro)
+        same = table.meta.get("space", "tree") == supernet.space.name  # (by name: the space need not be registered)
+        self.macro = supernet.space.macro(table.macro) if same else dict(supernet.macro)
         self.candidates = tuple(supernet.candidates)
         self.num_classes, self.image_size = supernet.num_classes, supernet.image_size
         decisions = (len(self.space.decision_names(self.macro)), len(self.space.decision_names(self.supernet_macro)))
@@ -53,11 +54,13 @@ class LatencyModel:
         alpha = supernet.masked_alpha()  # -inf where the space does not allow a candidate
         pairs = supernet.sampled
         use_pairs = pairs is not None and (sampled or (sampled is None and supernet.mode == "two"))
-        if not use_pairs or any(len(p) != 2 for p in pairs):
+        if not use_pairs or any(len(p) > 2 for p in pairs):
             return torch.softmax(alpha, dim=1)
-        idx = torch.tensor(pairs, device=alpha.device)
-        mask = torch.zeros_like(alpha, dtype=torch.bool).scatter_(1, idx, True)
-        return torch.softmax(alpha.masked_fill(~mask, float("-inf")), dim=1)
+        # each decision's own sampled tuple: a pair, or the one candidate an edge allows (p = 1, no gradient)
+        mask = torch.zeros(alpha.shape, dtype=torch.bool)
+        for d, p in enumerate(pairs):
+            mask[d, list(p)] = True
+        return torch.softmax(alpha.masked_fill(~mask.to(alpha.device), float("-inf")), dim=1)
 
     def expected(self, supernet, sampled: bool | None = None) -> torch.Tensor:
         """E[LAT] (ms, scalar; the module docstring's formula).  In "two" mode p is the two-way softmax over
@@ -70,7 +73,8 @@ class LatencyModel:
         put into the table's network size)."""
         if getattr(genotype, "space", None) == self.space.genotype_space:
             genotype = self.space.genotype_from_ops(self.space.ops_of(genotype), self.macro)
-        return predict_genotype(self.table, genotype, self.num_classes, self.stat, self.image_size, self.macro)
+        return predict_genotype(self.table, genotype, self.num_classes, self.stat, self.image_size, self.macro,
+                                space=self.space)
 
     def predict_indices(self, indices) -> float:
         """Latency of the architecture given by one candidate index per decision (list or (D,) tensor)."""
