@@ -25,8 +25,8 @@ import torch.nn as nn
 import genotypes
 from models.spaces import SPACES
 from models import build_net, count_parameters, genotype_from_dict
-from models.genotype import Genotype
-from models.space import EDGE_NAMES
+from models.tree.genotype import Genotype
+from models.tree.arch import EDGE_NAMES
 from utils.errors import UserError, run_cli
 from utils.checkpoint import load_checkpoint, load_fitting
 from utils.data import CIFAR10, DatasetInfo
@@ -98,6 +98,8 @@ def load_network(genotype_arg: str | None, checkpoint: str | None,
     space, macro = resolve_space(space_flags or argparse.Namespace(), genotype, space, macro)
     if genotype is None:
         genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
+    if checkpoint is None:  # random weights: the data the space's networks are meant for
+        data = dataclasses.replace(data, name="unknown", image_size=space.data_size[0], num_classes=space.data_size[1])
     model = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)
     if state is None:
         t = time.perf_counter()

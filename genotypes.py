@@ -2,7 +2,7 @@
 or a JSON file (whose "space" names its space).
 
 Named: the authors' released CIFAR-10 network (tree space), three NAS-Bench-201 cells and the authors' three
-ImageNet networks (MBConv space).  The genotype types live in models/genotype.py (tree), models/nb201.py
+ImageNet networks (MBConv space).  The genotype types live in models/tree/genotype.py (tree), models/nb201/arch.py
 (NAS-Bench-201 cell) and models/mbconv/arch.py.
 """
 from __future__ import annotations
@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import os
 
-from models.genotype import SPACE_NAME, Genotype, GenotypeError, uniform
+from models.tree.genotype import SPACE_NAME, Genotype, GenotypeError, uniform
 from models.mbconv import NAMED as MBCONV_NAMED
-from models.nb201 import NAMED as NB201_NAMED
-from models.nb201 import CellGenotype
-from models.space import OP_CODES, SpaceError
+from models.nb201.arch import NAMED as NB201_NAMED
+from models.nb201.arch import CellGenotype
+from models.common import SpaceError
+from models.tree.arch import OP_CODES
 from models.spaces import genotype_from_dict
 
 __all__ = ["SPACE_NAME", "Genotype", "GenotypeError", "CellGenotype", "uniform", "PROXYLESS_CIFAR", "REGISTRY", "get"]

@@ -28,7 +28,7 @@ from utils.checkpoint import save_genotype, save_json
 from utils.device import resolve_device, seed_everything
 from utils.errors import UserError, run_cli
 from utils.latency_fit import margin
-from utils.nb201_table import NB201Table, column_for
+from models.nb201.table import NB201Table, column_for
 from utils.runlog import EpochLog
 from utils.space_args import add_space_flags, resolve_space
 from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_groups, train_one_epoch
@@ -61,7 +61,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--supernet-bn", choices=("standard", "plain"), default=None,
                    help="BatchNorm of the supernet: standard (as the derived network) or plain (no affine parameters, "
                         "batch statistics always: the NAS-Bench-201 authors' searches); default: the space's "
-                        "(tree: standard, nb201: plain; models/nb201_space.py says why)")
+                        "(tree: standard, nb201: plain; models/nb201/space.py says why)")
     g.add_argument("--warmup-ops", choices=("all", "weighted"), default=None,
                    help="which candidates the warm-up's uniform paths draw from: all, or only the ops with weights "
                         "(parameter-free ops have nothing to learn); default: the space's (tree: all, nb201: weighted)")

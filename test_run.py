@@ -215,7 +215,7 @@ def search_learning(log: list[dict], args, judged: bool) -> dict:
              f"{_f(p0)} -> {end['argmax_prob_mean']:.3f}; networks sampled from alpha on the alpha split "
              f"{first['valid_acc']:.1f} % (first search epoch) -> {end['valid_acc']:.1f} % (last)"]
     if judged:
-        from utils.nb201_table import NB201Table, column_for
+        from models.nb201.table import NB201Table, column_for
         table = NB201Table.load(NB201_TABLE)
         values = table.values(column_for(args.dataset))
         acc = end[f"nb201_{args.dataset}_test"]

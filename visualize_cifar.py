@@ -1,34 +1,38 @@
-"""Pictures of a CIFAR-10 network of either search space, drawn from the space description and a genotype.
+"""Pictures of a network of any search space, drawn from the space description and a genotype.
 
 Tree space: the cell of one block, the network overview, the op chosen at every (block, edge), and (from a
 search checkpoint) the alpha probabilities of every edge.  NAS-Bench-201: the 4-node cell as a DAG with
-labelled edges, the network overview, and (from a search checkpoint) the 6 x 5 alpha heat map.  No torch
-model is built.  The Graphviz source (.gv) is always written; it is rendered with ``dot`` when Graphviz is
-installed.  The drawings: utils/pictures_tree.py, utils/pictures_nb201.py.
+labelled edges, the network overview, and (from a search checkpoint) the 6 x 5 alpha heat map.  MBConv: the
+chain of blocks by stage (kernel as colour, expansion as shade, skipped blocks dotted) and the blocks x
+candidates heat map.  No torch model is built.  The Graphviz source (.gv) is always written; it is rendered
+with ``dot`` when Graphviz is installed.  Each space draws its own (SearchSpace.pictures:
+models/tree/pictures.py, models/nb201/pictures.py, models/mbconv/pictures.py).
 
     python visualize_cifar.py proxylessnas_architecture            # the released network
     python visualize_cifar.py run1 --checkpoint runs/search/checkpoint.pth --format pdf
+    python visualize_cifar.py mobile --genotype proxyless_mobile                 # the authors' ImageNet network
     python visualize_cifar.py best --genotype '|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|'
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 from pathlib import Path
 
 import graphviz
 
 import genotypes
-from utils import pictures_nb201, pictures_tree
+from models.common import SpaceError
+from models.spaces import SPACES
 from utils.checkpoint import CheckpointError, load_search_alphas
 from utils.data import CIFAR10
 from utils.errors import UserError, run_cli
 from utils.faults import WriteError, check_writable
 from utils.pictures import INSTALL_HINT, write
-from utils.pictures_tree import FAMILY_COLOR, OP_FAMILY, OP_LABEL, cell_graph  # noqa: F401 (tests read them here)
 from utils.space_args import add_space_flags, resolve_space
 
-DEFAULT_GENOTYPE = {"tree": "proxyless_cifar", "nb201": "nb201_best_cifar10"}
+DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -72,21 +76,13 @@ def graphs_for(args: argparse.Namespace) -> dict[str, graphviz.Digraph]:
     if genotype is None:
         genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
         title = DEFAULT_GENOTYPE[space.name]
-    if space.name == "nb201":
-        graphs = {"cell": pictures_nb201.cell_graph(genotype, title, macro["C"]),
-                  "network": pictures_nb201.network_graph(genotype, macro, title, data)}
-        if alpha is not None:
-            graphs["alpha"] = pictures_nb201.alpha_graph(alpha[0].tolist(), alpha[1],
-                                                         title=f"search C={macro['C']}, N={macro['N']}")
-        return graphs
-    graphs = {"cell": pictures_tree.cell_graph(genotype, args.block, title, data),
-              "network": pictures_tree.network_graph(genotype, title, data),
-              "ops": pictures_tree.ops_graph(genotype, title)}
-    if alpha is not None:
-        probs, candidates, _, m = alpha
-        graphs["alpha"] = pictures_tree.alpha_graph(probs.view(3 * m["B"], -1, len(candidates)).tolist(), candidates,
-                                                    m["B"], title=f"search B={m['B']}, F={m['F']}")
-    return graphs
+    if args.checkpoint is None:  # the data the space's networks are meant for (tree, NAS-Bench-201: CIFAR's)
+        data = dataclasses.replace(data, image_size=space.data_size[0], num_classes=space.data_size[1])
+    probs, candidates = (alpha[0], alpha[1]) if alpha is not None else (None, ())
+    try:
+        return space.pictures(genotype, macro, title, data.image_size, data.num_classes, probs, candidates, args.block)
+    except SpaceError as e:
+        raise UserError(str(e)) from None
 
 
 def main(args: argparse.Namespace) -> list[Path]:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import argparse
 
-from models.operations import check_candidates
-from models.space import check_macro
+from models.tree.ops import check_candidates
+from models.tree.arch import check_macro
 from utils.errors import UserError
 from utils.space_args import add_space_flags, resolve_space
 

@@ -9,7 +9,7 @@ in this process: with ``--amp bf16`` and with ``--amp off`` (float32), same seed
 finite when it completes and every alpha is finite (a non-finite loss or alpha stops a search with the
 divergence error; such a seed is counted and printed here, not raised).
 
-Every architecture-gradient computation of the binary gates is watched (models/operations.py,
+Every architecture-gradient computation of the binary gates is watched (models/mixed_op.py,
 _BinaryGate.backward): the largest finite |dL/dy| and |o_s0 - o_s1| it received, and how often either,
 or the gradient it returned, held a non-finite value, so that a non-finite alpha is traced to its input.
 
@@ -40,7 +40,7 @@ import torch
 
 import search_cifar
 from bench._common import print_figures
-from models import operations
+from models.tree import ops as operations
 from utils.checkpoint import load_checkpoint
 from utils.errors import UserError, run_cli
 from utils.synthetic import write_synthetic_cifar

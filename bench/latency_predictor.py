@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from models import build_net  # noqa: E402
 from bench._common import add_sized_space_flags, check_args, check_cpu_clock, resolve_sized_space  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.latency import BACKENDS, CALIBRATION, as_trained, assemble, measure, predict_genotype, table_items, table_meta  # noqa: E402
+from utils.latency import (BACKENDS, CALIBRATION, as_trained, assemble, measure, predict_genotype, table_items,
+                           table_meta)  # noqa: E402
 from utils.latency_table import random_architectures  # noqa: E402
 
 STAT = {"wall": "median_ms", "cpu": "cpu_median_ms"}

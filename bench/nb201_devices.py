@@ -49,13 +49,13 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bench import nb201_search  # noqa: E402
-from models.nb201 import PRIMITIVES, CellGenotype  # noqa: E402
-from models.nb201_space import NB201  # noqa: E402
+from models.nb201.arch import PRIMITIVES, CellGenotype  # noqa: E402
+from models.nb201.space import NB201  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency_fit import Measurements, fit_table, scores  # noqa: E402
 from utils.latency_table import LatencyTable, group_costs  # noqa: E402
-from utils.nb201_table import NB201Table, read_text  # noqa: E402
+from models.nb201.table import NB201Table, read_text  # noqa: E402
 
 MEASUREMENTS = ROOT / "nb201_table" / "device_latency.csv.gz"
 BAND = 0.05  # "equal latency": within +-5 % of the found cell's measured latency

@@ -32,12 +32,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench import nb201_search  # noqa: E402
-from models.nb201 import PRIMITIVES, CellGenotype  # noqa: E402
-from models.nb201_space import NB201  # noqa: E402
+from models.nb201.arch import PRIMITIVES, CellGenotype  # noqa: E402
+from models.nb201.space import NB201  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 from utils.latency_table import LatencyTable, group_costs  # noqa: E402
-from utils.nb201_table import NB201Table  # noqa: E402
+from models.nb201.table import NB201Table  # noqa: E402
 
 BAND = 0.05  # "equal latency": within +-5 % of the searched cell's prediction
 STAT = "cpu_median_ms"  # one thread, process CPU time: the latency an idle machine shows, measured on a busy one

@@ -28,12 +28,12 @@ if __package__ in (None, ""):  # run as a file: make the repo importable
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 
-from models.nb201 import CellGenotype  # noqa: E402
+from models.nb201.arch import CellGenotype  # noqa: E402
 from utils.checkpoint import load_supernet  # noqa: E402
 from utils.data import BatchLoader, take  # noqa: E402
 from utils.datasets import load_dataset  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.nb201_table import NB201Table, column_for  # noqa: E402
+from models.nb201.table import NB201Table, column_for  # noqa: E402
 from utils.train import bn_statistics_kept, evaluate, make_amp, recalibrate_bn  # noqa: E402
 
 TABLE = ROOT / "nb201_table" / "accuracy.csv.gz"

@@ -32,10 +32,10 @@ if __package__ in (None, ""):  # run as a file (python bench/nb201_search.py): m
 
 import search_cifar  # noqa: E402
 from bench import nb201_ranking  # noqa: E402
-from models.nb201 import CellGenotype  # noqa: E402
+from models.nb201.arch import CellGenotype  # noqa: E402
 from utils.checkpoint import save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
-from utils.nb201_table import NB201Table  # noqa: E402
+from models.nb201.table import NB201Table  # noqa: E402
 
 TABLE = ROOT / "nb201_table" / "accuracy.csv.gz"
 COLUMNS = {"cifar10": "cifar10_test_200", "cifar100": "cifar100_test_200", "imagenet16": "imagenet16_test_200"}

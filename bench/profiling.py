@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models import PRIMITIVES, Genotype, build_net, build_supernet
-from models.space import EDGES_PER_CELL, NUM_STAGES
+from models.tree.arch import EDGES_PER_CELL, NUM_STAGES
 from utils import train as train_utils
 
 

@@ -32,7 +32,7 @@ if __package__ in (None, ""):  # run as a file (python bench/search_quality.py):
 import search_cifar  # noqa: E402
 import train_cifar  # noqa: E402
 from models import PRIMITIVES, Genotype  # noqa: E402
-from models.space import EDGES_PER_CELL, NUM_STAGES  # noqa: E402
+from models.tree.arch import EDGES_PER_CELL, NUM_STAGES  # noqa: E402
 from utils.checkpoint import save_genotype, save_json  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 

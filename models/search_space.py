@@ -67,7 +67,7 @@ class LatencyGroup:
 
 
 class SearchSpace:
-    """Base of the spaces (models/tree_space.py, models/nb201_space.py); see the module docstring."""
+    """Base of the spaces (models/tree/space.py, models/nb201/space.py); see the module docstring."""
 
     name: str = ""  # the --space value
     genotype_space: str = ""  # the "space" field of the genotype JSON
@@ -79,6 +79,8 @@ class SearchSpace:
     # the space allows it; ``baseline_for`` names another where it does not
     baseline_op: str = ""
     default_genotype: str = ""  # the named architecture (genotypes.py) that train/export use when given none
+    # the data a network of this space is drawn and exported for when no checkpoint says (CIFAR-10's by default)
+    data_size: tuple[int, int] = (IMAGE_SIZE, NUM_CLASSES)  # (image size, classes)
     # train_cifar.py's recipe for this space's networks: the defaults of its recipe flags (dest -> value); lr is
     # per 64 images (scaled with the batch)
     train_recipe: dict[str, object] = {}
@@ -197,6 +199,14 @@ class SearchSpace:
                               path_drop, cell_drop)
         net.genotype, net.macro, net.space = genotype, dict(macro), self
         return net
+
+    # ---- pictures (Graphviz; visualize_cifar.py writes them)
+    def pictures(self, genotype, macro: dict, title: str = "", image_size: int = IMAGE_SIZE,
+                 num_classes: int = NUM_CLASSES, probs=None, candidates: Sequence[str] = (), block: int = 0) -> dict:
+        """kind -> graphviz.Digraph: the space's drawings of ``genotype`` in the network of ``macro`` and, given
+        ``probs`` (decisions x candidates, a search's softmax(alpha)), its heat map as "alpha".  ``block``: which
+        block's cell, where the space draws one per block."""
+        raise NotImplementedError
 
     # ---- latency tables
     def network_key(self, macro: dict[str, int], num_classes: int, image_size: int) -> str:

@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 
 from .mbconv.space import MBCONV
-from .nb201_space import NB201
+from .nb201.space import NB201
 from .search_space import SearchSpace
-from .space import IMAGE_SIZE, NUM_CLASSES, PRIMITIVES, SpaceError
+from .common import IMAGE_SIZE, NUM_CLASSES, SpaceError
+from .tree.arch import PRIMITIVES
 from .supernet import SuperNet
-from .tree_space import TREE
+from .tree.space import TREE
 
 SPACES: dict[str, SearchSpace] = {TREE.name: TREE, NB201.name: NB201, MBCONV.name: MBCONV}
 DEFAULT_SPACE = TREE.name

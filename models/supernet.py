@@ -1,7 +1,7 @@
 """The supernet of any search space: the space's network with a MixedOp on every searchable edge, and
 the architecture parameter alpha, one (decisions x candidates) tensor (models/search_space.py says why).
 
-Gate modes (``gate_mode`` context manager; GATE_MODES in models/operations.py) are the supernet's
+Gate modes (``gate_mode`` context manager; GATE_MODES in models/mixed_op.py) are the supernet's
 state, assigned to every MixedOp before each forward: stochastic modes sample every decision at once
 (one read of alpha, torch's global CPU RNG, so seeds and checkpointed RNG states reproduce every draw),
 and all edges of a decision run the same paths.
@@ -14,9 +14,9 @@ from typing import Iterator, Sequence
 import torch
 import torch.nn as nn
 
-from .operations import GATE_MODES, STOCHASTIC_MODES, MixedOp, sample_paths
+from .mixed_op import GATE_MODES, STOCHASTIC_MODES, MixedOp, sample_paths
 from .search_space import SearchSpace
-from .space import SpaceError
+from .common import SpaceError
 
 
 # "standard": the derived network's BatchNorm (scale, shift, running statistics); "plain": no affine

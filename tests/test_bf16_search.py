@@ -2,7 +2,7 @@
 
 The cause (bench/bf16_stress.py): on the CPU, oneDNN computed the weight gradient of the dilated depthwise
 convolution (dil_sep_3x3) wrongly in bf16 channels_last, the dil_sep_3x3 weights blew up (~1e26), and
-their outputs, as the gate's other path, made the gate gradient nan or inf.  models.operations'
+their outputs, as the gate's other path, made the gate gradient nan or inf.  models/tree/ops.py'
 DilatedDepthwiseConv avoids that kernel; its weight gradient is checked here against float64.
 
 The binary gate's alpha gradient is finite by construction: it equals a float64 reference for ordinary
@@ -16,7 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models.operations import SepConv, _BinaryGate
+from models.tree.ops import SepConv
+from models.mixed_op import _BinaryGate
 
 PAIR = (2, 5)
 ALPHA = torch.tensor([0.0, 0.3, -0.2, 0.1, 0.0, 0.5, -1.0])

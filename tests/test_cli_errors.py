@@ -11,7 +11,7 @@ import pytest
 import genotypes
 from utils.checkpoint import save_genotype
 from utils.latency import build_table
-from models.tree_space import TREE
+from models.tree.space import TREE
 
 ROOT = Path(__file__).resolve().parents[1]
 

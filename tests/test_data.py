@@ -4,8 +4,8 @@ import warnings
 import pytest
 import torch
 
-from utils.data import (BATCHES_DIR, BatchLoader, DataError, DataWarning, Split, augment, load_cifar10,
-                        normalize, split_train, take)
+from utils.data import (BATCHES_DIR, BatchLoader, DataError, DataWarning, Split, augment, load_cifar10, normalize,
+                        split_train, take)
 
 
 def _indexed_split(n: int) -> Split:

@@ -133,3 +133,20 @@ def test_latency_timing_stops_at_its_time_budget():
     ms, runs = export_onnx.median_ms(lambda: (calls.append(1), time.sleep(0.02)), runs=1000, seconds=0.2, warmup=1)
     assert 3 <= runs < 20 and len(calls) == runs + 1 and ms >= 20  # the budget, not the 1000 runs, ended it
     assert export_onnx.median_ms(lambda: None, runs=5, seconds=100)[1] == 5
+
+
+@pytest.mark.parametrize("name,params", [("proxyless_gpu", 7_119_848), ("proxyless_cpu", 4_361_648),
+                                         ("proxyless_mobile", 4_080_512)])
+def test_released_imagenet_networks_export_and_match_onnxruntime(tmp_path, name, params):
+    """The authors' three ImageNet networks (MBConv space) at their own input, 224 px and 1000 classes: exported,
+    checked by onnx, and equal to torch in onnxruntime at batch 1 and 2."""
+    out = tmp_path / f"{name}.onnx"
+    result = export_onnx.main(_args("--genotype", name, "--output", str(out), "--batch-sizes", "1", "2",
+                                    "--latency-runs", "0", "--threads", "1"))
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model)
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim[1:]]
+    assert dims == [3, 224, 224]
+    from models import count_parameters
+    assert count_parameters(export_onnx.load_network(name, None)) == params
+    assert set(result["max_abs_diff"]) == {1, 2} and all(d <= 1e-4 for d in result["max_abs_diff"].values())

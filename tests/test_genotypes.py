@@ -7,7 +7,7 @@ import pytest
 
 import genotypes
 from genotypes import Genotype, GenotypeError
-from models.space import EDGES_PER_CELL, PRIMITIVES, block_plan
+from models.tree.arch import EDGES_PER_CELL, PRIMITIVES, block_plan
 from utils.checkpoint import save_genotype
 from utils.errors import USER_ERRORS, run_cli
 

@@ -8,13 +8,13 @@ import torch
 
 import genotypes
 from models import build_supernet
-from models.space import PRIMITIVES
+from models.tree.arch import PRIMITIVES
 from utils import latency as L
 from utils.checkpoint import save_genotype
 from utils import latency_table as T
 from utils import objective as O
 from utils.errors import USER_ERRORS
-from models.tree_space import TREE
+from models.tree.space import TREE
 from models.search_space import EdgeShape
 
 B, F = 1, 64  # the smallest network
@@ -366,7 +366,7 @@ def test_group_entries_and_calibration_from_timings():
 def test_nb201_groups_of_three_two_and_one_edge():
     """NAS-Bench-201's cell: node 0 feeds edges (0, 1, 3), node 1 (2, 4), node 2 edge 5; a context puts an
     assignment on the group of its size, and the expected latency of the shared decisions is exact."""
-    from models.nb201_space import NB201
+    from models.nb201.space import NB201
     macro = NB201.macro({"C": 4, "N": 1})
     S4 = EdgeShape(4, 4, 1, 32)
     assert T.group_sizes(NB201) == [3, 2, 1]
@@ -437,7 +437,7 @@ def test_as_trained_gives_every_batchnorm_its_own_values():
 def test_within_target_is_the_most_probable_architecture_under_the_budget_with_group_costs():
     """--derive within-target with costs that are not additive within a group: the knapsack over groups
     (NAS-Bench-201: groups of 3, 2, 1 decisions) finds the brute-force answer among all 3**6 cells."""
-    from models.nb201_space import NB201
+    from models.nb201.space import NB201
     from models.supernet import SuperNet
     macro, cands = {"C": 4, "N": 1}, ("nor_conv_3x3", "avg_pool_3x3", "skip_connect")
     g = torch.Generator().manual_seed(4)
@@ -471,7 +471,7 @@ def test_group_interactions_bench_runs_and_labels_fused_convolutions():
     import onnx.helper
 
     from bench import group_interactions as GI
-    from models.nb201 import PRIMITIVES as NB201_OPS
+    from models.nb201.arch import PRIMITIVES as NB201_OPS
 
     args = GI.get_args_parser().parse_args(["--space", "nb201", "--C", "8", "--N", "1", "--device", "cpu",
                                             "--repeats", "2", "--warmup", "0", "--no-progress"])

@@ -10,8 +10,8 @@ import torch
 
 import genotypes
 import search_cifar
-from models.nb201 import PRIMITIVES, CellGenotype
-from models.nb201_space import NB201
+from models.nb201.arch import PRIMITIVES, CellGenotype
+from models.nb201.space import NB201
 from utils import latency as cli
 from utils import latency_fit as LF
 from utils.errors import USER_ERRORS
@@ -157,7 +157,7 @@ def test_sample_fill_fit_predict_nb201(tmp_path, capsys):
 
 def test_sample_and_fit_the_tree_space(tmp_path):
     """Any space where the fit is well posed: the tree space's genotypes go to JSON files beside the manifest."""
-    from models.tree_space import TREE
+    from models.tree.space import TREE
     out = tmp_path / "s"
     archs = cli.main(cli.get_args_parser().parse_args(
         ["sample", "--space", "tree", "--B", "1", "--F", "64", "--samples", "40", "--no-onnx", "--out", str(out)]))

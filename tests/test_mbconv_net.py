@@ -11,7 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from models.mbconv import (DEFAULT_MACRO, NAMED, PRIMITIVES, MBConvGenotype, MBConvNet, Skip, Zero, block_plan,
                            build_derived, check_image_size, expand_of, fixed_layers, kernel_of, make_op)
 from models.search_space import EdgeShape
-from models.space import SpaceError
+from models.common import SpaceError
 
 # Facts: parameters at 1000 classes counted from the authors' configs (their logs print the same), and
 # multiply-adds at 224 px as published (M, one decimal).

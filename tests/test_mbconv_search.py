@@ -15,8 +15,8 @@ from models.mbconv.space import MBCONV
 from utils import latency as L
 from utils.errors import USER_ERRORS
 from utils.latency_table import LatencyTable, predict_genotype
-from utils.mobile_latency import (SEARCH_OPS, MobileTable, MobileTableError, conv_key, feature_mix_key,
-                                  logits_key, to_latency_table)
+from utils.mobile_latency import (SEARCH_OPS, MobileTable, MobileTableError, conv_key, feature_mix_key, logits_key,
+                                  to_latency_table)
 from utils.synthetic import write_synthetic_cifar
 
 TINY = {"stem": 8, "first": 8, "widths": (12, 16, 20, 24, 28, 32), "depths": (1, 2, 1, 2, 1, 1), "head": 32}

@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 
 from models import OPS, MixedOp, PRIMITIVES, build_net, build_supernet
-from models.operations import sample_paths
+from models.mixed_op import sample_paths
 from utils import train as train_utils
 from bench.profiling import random_genotype  # seeded, every op at least once
 from tiny_runs import randomize

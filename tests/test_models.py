@@ -4,8 +4,8 @@ import torch
 
 import genotypes
 from models import OPS, PRIMITIVES, build_net, build_supernet, count_parameters
-from models.operations import GATE_MODES
-from models.space import EDGES_PER_CELL, IMAGE_SIZE, STEM_CHANNELS, block_plan, check_macro
+from models.mixed_op import GATE_MODES
+from models.tree.arch import EDGES_PER_CELL, IMAGE_SIZE, STEM_CHANNELS, block_plan, check_macro
 
 
 def test_proxyless_cifar_size_and_shape():

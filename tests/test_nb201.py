@@ -17,11 +17,11 @@ import torch.nn as nn
 
 import genotypes
 from models import SuperNet, build_net, count_parameters, multiply_adds
-from models.nb201 import EDGES, NAMED, PRIMITIVES, CellGenotype, CellGenotypeError, all_cells, uniform_cell
-from models.nb201_space import NB201
-from models.operations import MixedOp
+from models.nb201.arch import EDGES, NAMED, PRIMITIVES, CellGenotype, CellGenotypeError, all_cells, uniform_cell
+from models.nb201.space import NB201
+from models.mixed_op import MixedOp
 from utils.errors import USER_ERRORS
-from utils.nb201_table import NB201Table
+from models.nb201.table import NB201Table
 from tiny_runs import randomize
 
 ROOT = Path(__file__).resolve().parents[1]

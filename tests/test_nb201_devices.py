@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench import nb201_devices as bench
-from models.nb201 import CellGenotype
+from models.nb201.arch import CellGenotype
 from utils.errors import USER_ERRORS
 
 CANDS = ["none", "skip_connect", "nor_conv_3x3"]  # 3^6 = 729 cells: every cell a search can return is in the file

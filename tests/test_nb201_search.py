@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from bench import nb201_search as bench
-from models.nb201 import CellGenotype
+from models.nb201.arch import CellGenotype
 from utils.errors import USER_ERRORS
 
 CANDS = ["none", "skip_connect"]  # 2^6 = 64 cells: a small table covers every cell the search can find
@@ -107,8 +107,8 @@ def test_latency_targets_bookkeeping(tmp_path):
     ratio, regret (best within the target - the searched cell) and equal-latency mean are what they say."""
     import numpy as np
     from bench import nb201_latency_targets as lt
-    from models.nb201 import PRIMITIVES
-    from models.nb201_space import NB201
+    from models.nb201.arch import PRIMITIVES
+    from models.nb201.space import NB201
     from utils import latency_table as T
     macro = {"C": 16, "N": 5}
     rng = random.Random(1)

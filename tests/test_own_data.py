@@ -21,7 +21,7 @@ from utils.data import CIFAR100_MEAN, DataWarning
 from utils.datasets import load_dataset
 from utils.errors import USER_ERRORS
 from utils.synthetic import write_synthetic_cifar100
-from models.tree_space import TREE
+from models.tree.space import TREE
 
 CLASSES = ("cat", "dog", "fox")
 MODES = ("RGB", "L", "RGBA", "P")

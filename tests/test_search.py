@@ -14,7 +14,7 @@ from utils.errors import USER_ERRORS
 from utils.latency_table import LatencyTable, predict_genotype
 from utils.objective import LatencyModel
 from utils.train import make_amp
-from models.tree_space import TREE
+from models.tree.space import TREE
 
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from bench import search_quality as sq
 from models import PRIMITIVES, Genotype
-from models.tree_space import TREE
+from models.tree.space import TREE
 
 
 def args_for(tmp_path, data, **over):

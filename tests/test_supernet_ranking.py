@@ -8,8 +8,8 @@ import torch.nn as nn
 
 from bench import supernet_ranking as sr
 from models import build_net, build_supernet
-from models.genotype import uniform
-from models.tree_space import TREE
+from models.tree.genotype import uniform
+from models.tree.space import TREE
 from utils.data import BatchLoader, Split
 from utils.errors import UserError
 from utils.train import evaluate, make_amp, recalibrate_bn

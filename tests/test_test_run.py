@@ -28,6 +28,6 @@ def test_pipeline_end_to_end(tmp_path, space):
     assert learned["entropy_end"] < learned["entropy_start"]  # alpha left uniform (the summary's figures)
     assert learned["prob_end"] > learned["prob_start"]
     if space == "nb201":  # the shipped table judged the final cell
-        from utils.nb201_table import NB201Table
+        from models.nb201.table import NB201Table
         assert learned["table_acc"] == NB201Table.load(test_run.NB201_TABLE).lookup(g)
         assert learned["table_acc"] != learned["random_mean"]

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from models.search_space import EdgeShape, LatencyContext, LatencyEdge, SearchSpace, SpaceError
 from models.supernet import SuperNet
-from models.operations import MixedOp, STOCHASTIC_MODES
+from models.mixed_op import MixedOp, STOCHASTIC_MODES
 from utils import latency_table as T
 from utils import objective as O
 from utils.architect import Architect, LatencyTerm

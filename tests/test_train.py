@@ -12,8 +12,8 @@ import torch.nn as nn
 import genotypes
 import train_cifar
 from models import build_net, build_supernet, count_parameters
-from models import cells as cells_mod
-from models.space import EDGES_PER_CELL
+from models.tree import cells as cells_mod
+from models.tree.arch import EDGES_PER_CELL
 from utils.errors import USER_ERRORS
 from utils.checkpoint import load_checkpoint, load_search_weights, save_checkpoint, save_genotype
 from tiny_runs import records

@@ -10,8 +10,9 @@ import torch
 
 import genotypes
 import visualize_cifar as viz
+from models.tree import pictures as tree_pictures
 from models import build_supernet
-from models.space import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
+from models.tree.arch import CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, PRIMITIVES
 from utils.errors import USER_ERRORS, run_cli
 from utils.checkpoint import save_checkpoint, save_genotype
 
@@ -48,16 +49,16 @@ def no_dot(monkeypatch):
 @pytest.mark.parametrize("block", [0, 18, 53])
 def test_released_cell_gv_has_the_ops_and_the_tree(monkeypatch, block):
     # the .gv comes from the genotype's data: building a torch network would be a bug
-    from models import proxyless_nas
+    from models.tree import net as proxyless_nas
     monkeypatch.setattr(proxyless_nas.TreeNet, "__init__", lambda *a, **k: pytest.fail("built a network"))
     g = genotypes.PROXYLESS_CIFAR
-    edges = _searchable_edges(viz.cell_graph(g, block).source)
+    edges = _searchable_edges(tree_pictures.cell_graph(g, block).source)
     assert sorted(edges) == sorted(EDGE_NAMES)
     for e, name in enumerate(EDGE_NAMES):
         op = g.ops[block][e]
         attrs = edges[name][2]
-        assert f">{viz.OP_LABEL[op]}</FONT>" in attrs, (name, op, attrs)
-        assert viz.FAMILY_COLOR[viz.OP_FAMILY[op]] in attrs  # coloured by its family
+        assert f">{tree_pictures.OP_LABEL[op]}</FONT>" in attrs, (name, op, attrs)
+        assert tree_pictures.FAMILY_COLOR[tree_pictures.OP_FAMILY[op]] in attrs  # coloured by its family
     # topology: a half's top edges leave one point, an edge's children leave its head, siblings share a sink
     tops = set()
     for tree in CELL_TREES:
@@ -70,7 +71,7 @@ def test_released_cell_gv_has_the_ops_and_the_tree(monkeypatch, block):
             assert len(heads) == 1 and heads != {edges[EDGE_NAMES[e]][1]}
     assert len(tops) == len(CELL_TREES)
     stride = 2 if block in (18, 36) else 1
-    assert f"stride {stride})" in viz.cell_graph(g, block).source
+    assert f"stride {stride})" in tree_pictures.cell_graph(g, block).source
 
 
 def test_ops_heat_map_and_no_dot_hint(tmp_path, no_dot, capsys):

@@ -4,7 +4,7 @@ Both update the supernet's alphas with Adam on batches of the architecture split
 weight steps (search_cifar.py calls ``Architect.step`` every K weight steps):
 
 * gradient ("two" mode, the default): two paths per edge are sampled from p, the active one runs with
-  autograd, the other without a graph; dL/dalpha flows through the binary gates (models/operations.py,
+  autograd, the other without a graph; dL/dalpha flows through the binary gates (models/mixed_op.py,
   _BinaryGate).  After the Adam step the two updated alphas are shifted by a common offset so that
   the probabilities of the unsampled paths stay the same (SuperNet.rescale_sampled).  Memory does
   not grow with the number of candidates.  "full" mode keeps all N paths in the graph.
@@ -24,11 +24,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from .latency_table import LatencyTable
-from .objective import LatencyModel, latency_loss, reinforce_reward
-from .distributed import DistInfo, Sync, evaluate_all
-from .train import (Amp, DivergenceError, GradSync, Meter, at_least_float32, backward_step, bn_statistics_kept, frozen,
-                    recalibrate_bn)
+from utils.latency_table import LatencyTable
+from utils.objective import LatencyModel, latency_loss, reinforce_reward
+from utils.distributed import DistInfo, Sync, evaluate_all
+from utils.train import (Amp, DivergenceError, GradSync, Meter, at_least_float32, backward_step, bn_statistics_kept,
+                         frozen, recalibrate_bn)
 
 Reward = Callable[[torch.Tensor, torch.Tensor, object], float]  # (logits, y, supernet) -> reward
 

@@ -11,13 +11,13 @@ from typing import Any, Callable, IO
 import torch
 
 from models.search_space import SearchSpace
-from models.space import SpaceError
+from models.common import SpaceError
 from models.spaces import get_space
 from models.supernet import SuperNet
 
-from .data import DatasetInfo
-from .errors import UserError
-from .faults import replacing, write_to
+from utils.data import DatasetInfo
+from utils.errors import UserError
+from utils.faults import replacing, write_to
 
 
 class CheckpointError(UserError):

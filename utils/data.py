@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .errors import UserError
+from utils.errors import UserError
 
 CIFAR_MEAN = (0.49139968, 0.48215827, 0.44653124)
 CIFAR_STD = (0.24703233, 0.24348505, 0.26158768)

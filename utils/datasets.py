@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import os
 
-from .data import DataError, DatasetInfo, Split, load_cifar10, load_cifar100
-from .folder import load_image_folder
+from utils.data import DataError, DatasetInfo, Split, load_cifar10, load_cifar100
+from utils.folder import load_image_folder
 
 DATASETS = ("cifar10", "cifar100", "folder")
 

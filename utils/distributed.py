@@ -14,8 +14,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from .data import BatchLoader, Split
-from .train import Amp, evaluate
+from utils.data import BatchLoader, Split
+from utils.train import Amp, evaluate
 
 
 @dataclass(frozen=True)

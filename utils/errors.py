@@ -7,7 +7,8 @@ flag-level hint helps, and ``run_cli`` prints whatever reaches it as one line.
 """
 import sys
 
-from models.space import SpaceError
+from models.common import SpaceError
+from models.nb201.table import TableError
 
 
 class UserError(Exception):
@@ -20,7 +21,7 @@ class UserError(Exception):
 
 
 # everything the CLI reports as one line
-USER_ERRORS = (UserError, SpaceError)
+USER_ERRORS = (UserError, SpaceError, TableError)
 
 
 def run_cli(main, parser) -> None:

@@ -26,7 +26,7 @@ from typing import Callable, IO, Iterator
 import torch
 import torch.distributed as dist
 
-from .errors import UserError
+from utils.errors import UserError
 
 # what to do about the usual reasons a write fails (the caller adds where else to write)
 _FIXES = {errno.ENOSPC: "free some space on that disk", errno.EDQUOT: "free some of your disk quota",

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import torch
 
-from models.space import check_image_size
 
-from .checkpoint import atomic_write
-from .data import DataError, DataWarning, Split
-from .faults import WriteError
+from utils.checkpoint import atomic_write
+from utils.data import DataError, DataWarning, Split
+from utils.faults import WriteError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".gif", ".webp")
 RESIZE_MODES = ("square", "crop")
@@ -134,7 +133,8 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, resize_mode
                       cache: bool = True) -> tuple[Split, Split, list[str]]:
     """(train, evaluation, class names); the splits carry the training split's mean and std."""
     root = Path(root)
-    check_image_size(image_size)
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise DataError(f"the image size must be an integer >= 8, got {image_size!r}")  # (each space has its own rule)
     if resize_mode not in RESIZE_MODES:
         raise DataError(f"unknown resize mode {resize_mode!r}; choose {' or '.join(RESIZE_MODES)}")
     train_dir, eval_dir = _split_dirs(root)

@@ -48,7 +48,7 @@ import numpy as np
 from models.search_space import SearchSpace
 from models.search_space import IMAGE_SIZE, NUM_CLASSES
 from models.spaces import space_of
-from utils.nb201_table import read_text  # a CSV, gzip-compressed or not
+from models.nb201.table import read_text  # a CSV, gzip-compressed or not
 from utils.latency_table import LatencyError, LatencyTable, configs, fixed_key, group_shapes, with_baseline
 
 FIT_KIND = "fit from measured networks"

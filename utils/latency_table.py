@@ -158,7 +158,7 @@ def required_keys(space: SearchSpace, macro: dict, candidates: Sequence[str] | N
                   num_classes: int = NUM_CLASSES, image_size: int = IMAGE_SIZE) -> list[str]:
     """The keys a prediction reads for ``candidates`` (None: all): the fixed cost, then every group entry
     (the baseline's included), in network order, without repeats."""
-    macro = space.macro(macro)  # a bad size raises models.space.SpaceError
+    macro = space.macro(macro)  # a bad size raises models.common.SpaceError
     keys = [fixed_key(space, macro, num_classes, image_size)]
     keys += [space.group_key(c, shape) for k, shape in group_shapes(space, macro, image_size)
              for c in configs(space, candidates, k, shape)]

@@ -25,16 +25,15 @@ from typing import Any, Iterator
 import torch
 from tqdm import tqdm
 
-from models.space import SpaceError, check_image_size
 
-from . import distributed as ddp
-from .checkpoint import load_checkpoint, load_fitting, save_checkpoint
-from .data import DataError, DatasetInfo, Split, take
-from .datasets import DATASETS, load_dataset
-from .device import get_rng_state, set_rng_state
-from .errors import UserError
-from .faults import Interrupted, StopFlag, WriteError, check_writable
-from .train import DivergenceError
+from utils import distributed as ddp
+from utils.checkpoint import load_checkpoint, load_fitting, save_checkpoint
+from utils.data import DataError, DatasetInfo, Split, take
+from utils.datasets import DATASETS, load_dataset
+from utils.device import get_rng_state, set_rng_state
+from utils.errors import UserError
+from utils.faults import Interrupted, StopFlag, WriteError, check_writable
+from utils.train import DivergenceError
 
 # where/how fast (not what) a run computes, and the step sizes a diverged run is resumed with
 RESUMABLE = frozenset({"output", "resume", "device", "data", "download", "progress", "tensorboard", "stop_after",
@@ -90,11 +89,7 @@ def check_args(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1")
-    if args.image_size is not None:
-        try:
-            check_image_size(args.image_size)
-        except SpaceError as e:
-            raise UserError(f"--image-size: {e}") from None
+    # (--image-size is checked against the space's own rule when the space is known: utils.space_args.resolve_space)
     if args.float64 and args.amp not in ("auto", "off"):
         raise UserError(f"--float64 does not go with --amp {args.amp}")
     if args.float64:

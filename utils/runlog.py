@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 from tqdm import tqdm
 
-from .checkpoint import atomic_write_text
-from .faults import WriteError, append_line, writing
+from utils.checkpoint import atomic_write_text
+from utils.faults import WriteError, append_line, writing
 
 
 def truncate_jsonl(path: str | os.PathLike, key: str, last: int) -> None:

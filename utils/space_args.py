@@ -13,7 +13,7 @@ import argparse
 from models.search_space import SearchSpace
 from models.spaces import DEFAULT_SPACE, SPACES, get_space, space_of
 
-from .errors import UserError
+from utils.errors import UserError
 
 MACRO_FLAGS = {k: name for name, space in SPACES.items() for k in space.macro_defaults}  # "B" -> "tree", ...
 
@@ -77,6 +77,11 @@ def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | No
         macro = space.macro({**saved, **carried, **flags})
     except ValueError as e:
         raise UserError(f"{'/'.join('--' + k for k in space.macro_defaults)}: {e}") from None
+    if getattr(args, "image_size", None) is not None:
+        try:
+            space.check_image_size(args.image_size)
+        except ValueError as e:
+            raise UserError(f"--image-size: {e}") from None
     args.space = space.name
     for k in MACRO_FLAGS:
         if hasattr(args, k):

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import BATCHES_DIR, CIFAR100_DIR, TEST_FILES, TRAIN_FILES
-from .faults import writing
+from utils.data import BATCHES_DIR, CIFAR100_DIR, TEST_FILES, TRAIN_FILES
+from utils.faults import writing
 
 
 def _synthetic(rng: np.random.Generator, n: int, colors: np.ndarray) -> tuple[np.ndarray, list[int]]:

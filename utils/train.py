@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from .errors import UserError
-from .faults import Interrupted
+from utils.errors import UserError
+from utils.faults import Interrupted
 
 
 @dataclass

@@ -217,7 +217,7 @@ class MBConvGenotype:
             start += d
         return out
 
-    # ---- shared with the other genotypes (models/genotype.py, models/nb201.py)
+    # ---- shared with the other genotypes (models/tree/genotype.py, models/nb201/arch.py)
     def ops_used(self) -> set[str]:
         return set(self.ops)
 

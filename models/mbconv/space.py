@@ -41,6 +41,7 @@ class MBConvSpace(SearchSpace):
                   "head": "channels of the feature-mix 1x1 conv before pooling (paper's search: 1280)"}
     baseline_op = "zero"
     default_genotype = "proxyless_mobile"
+    data_size = (224, 1000)  # ImageNet's: the released networks' own
     # The authors released no retraining script; this is the run config of their ImageNet search script
     # (search/imagenet_arch_search.py): SGD Nesterov 0.9, lr 0.025 at batch 256 (= 0.00625 per 64 images), cosine,
     # weight decay 4e-5 on weights only (no_decay_keys "bn"), 120 epochs.  Not carried over: its label smoothing
@@ -105,6 +106,15 @@ class MBConvSpace(SearchSpace):
         """The baseline genotype's derived network: its zero blocks skipped, as any derived network's."""
         ops = [self.baseline_for(b.shape) for b in self._plan(macro, image_size)]
         return build_derived(self.genotype_from_ops(ops, macro), num_classes, image_size)
+
+    def pictures(self, genotype: MBConvGenotype, macro: dict, title: str = "", image_size: int = 224,
+                 num_classes: int = 1000, probs=None, candidates: Sequence[str] = (), block: int = 0) -> dict:
+        from . import pictures as P  # (graphviz: only when drawing)
+        out = {"network": P.network_graph(genotype, title, image_size, num_classes)}
+        if probs is not None:
+            out["alpha"] = P.alpha_graph(probs.tolist(), list(candidates), self.allowed(macro, candidates, image_size),
+                                         title="search " + self.describe_macro(macro))
+        return out
 
     # ---- latency tables: every block is its own context and group
     def latency_contexts(self, macro: dict, image_size: int) -> list[LatencyContext]:

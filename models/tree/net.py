@@ -1,5 +1,5 @@
 """The PyramidTreeNet of the tree space: one builder (TreeNet, generic over what sits on an edge) gives
-both the supernet's body (models/supernet.py via models/tree_space.py) and the derived network."""
+both the supernet's body (models/supernet.py via models/tree/space.py) and the derived network."""
 from __future__ import annotations
 
 from typing import Callable
@@ -9,8 +9,8 @@ import torch.nn as nn
 
 from .cells import ResidualTreeBlock
 from .genotype import Genotype
-from .operations import OPS
-from .space import IMAGE_SIZE, NUM_CLASSES, STEM_CHANNELS, SpaceError, block_plan, check_macro
+from .ops import OPS
+from .arch import IMAGE_SIZE, NUM_CLASSES, STEM_CHANNELS, SpaceError, block_plan, check_macro
 
 BlockEdgeFactory = Callable[[int, int, int], nn.Module]  # (block, edge, channels) -> module
 

@@ -1,4 +1,4 @@
-"""NAS-Bench-201 (models/nb201.py, models/nb201_net.py) behind the SearchSpace interface.
+"""NAS-Bench-201 (models/nb201/arch.py, models/nb201/net.py) behind the SearchSpace interface.
 
 Six decisions, one per cell edge, shared by all 3N cells: a search samples one cell for the whole
 network each step, as the benchmark's own searches do, and its genotype is one cell.
@@ -9,11 +9,12 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from .nb201 import (CELLS_PER_STAGE, EDGE_NAMES, EDGES, NODES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES, SPACE_NAME,
-                    STEM_CHANNELS, CellGenotype, check_macro)
-from .nb201_net import Cell, NB201Net, make_op, stage_plan
-from .search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
-from .space import SpaceError, check_image_size
+from .arch import (CELLS_PER_STAGE, EDGE_NAMES, EDGES, NODES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES,
+                   SPACE_NAME, STEM_CHANNELS, CellGenotype, check_macro)
+from .net import Cell, NB201Net, make_op, stage_plan
+from ..search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
+from ..common import SpaceError
+from .net import check_image_size
 
 
 # ---- latency-table keys of this space (the batch size is the table's); ops share tree-style edge keys
@@ -81,6 +82,15 @@ class NB201Space(SearchSpace):
         shapes = [EdgeShape(w, w, 1, size) for kind, w, size in stage_plan(macro["C"], macro["N"], image_size)
                   if kind == "cell"]  # cell k's edges
         return NB201Net(macro["C"], macro["N"], lambda k, e, c: make_edge(e, shapes[k]), num_classes, image_size)
+
+    def pictures(self, genotype: CellGenotype, macro: dict, title: str = "", image_size: int = 32,
+                 num_classes: int = 10, probs=None, candidates: Sequence[str] = (), block: int = 0) -> dict:
+        from . import pictures as P  # (graphviz: only when drawing)
+        out = {"cell": P.cell_graph(genotype, title, macro["C"]),
+               "network": P.network_graph(genotype, macro, title, image_size, num_classes)}
+        if probs is not None:
+            out["alpha"] = P.alpha_graph(probs.tolist(), list(candidates), title=f"search C={macro['C']}, N={macro['N']}")
+        return out
 
     # ---- latency tables: the ops are timed in context, inside a cell
     def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:

@@ -1,6 +1,6 @@
-"""The paper's CIFAR-10 tree-cell space (models/space.py) behind the SearchSpace interface.
+"""The paper's CIFAR-10 tree-cell space (models/tree/arch.py) behind the SearchSpace interface.
 
-One decision per searchable edge: decision = block * 12 + edge (models.space.EDGE_NAMES order), so a
+One decision per searchable edge: decision = block * 12 + edge (models/tree/arch.py EDGE_NAMES order), so a
 genotype's ops, flattened block by block, are the decisions' ops.
 """
 from __future__ import annotations
@@ -10,12 +10,12 @@ from typing import Sequence
 import torch.nn as nn
 
 from .genotype import SPACE_NAME, Genotype
-from .operations import OPS
+from .ops import OPS
 from .cells import ResidualTreeBlock
-from .proxyless_nas import DerivedNet, TreeNet
-from .search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
-from .space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, BlockSpec, SpaceError, block_plan,
-                    check_image_size, check_macro)
+from .net import DerivedNet, TreeNet
+from ..search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
+from .arch import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, PRIMITIVES, BlockSpec, SpaceError,
+                   block_plan, check_image_size, check_macro)
 
 
 # ---- latency-table keys of this space (the batch size is the table's)
@@ -101,6 +101,16 @@ class TreeSpace(SearchSpace):
         net = DerivedNet(genotype, num_classes, path_drop, cell_drop, image_size)
         net.macro, net.space = dict(macro), self
         return net
+
+    def pictures(self, genotype: Genotype, macro: dict, title: str = "", image_size: int = 32, num_classes: int = 10,
+                 probs=None, candidates: Sequence[str] = (), block: int = 0) -> dict:
+        from . import pictures as P  # (graphviz: only when drawing)
+        out = {"cell": P.cell_graph(genotype, block, title, image_size, num_classes),
+               "network": P.network_graph(genotype, title, image_size, num_classes), "ops": P.ops_graph(genotype, title)}
+        if probs is not None:
+            out["alpha"] = P.alpha_graph(probs.view(NUM_STAGES * macro["B"], EDGES_PER_CELL, -1).tolist(),
+                                         list(candidates), macro["B"], title=f"search B={macro['B']}, F={macro['F']}")
+        return out
 
     # ---- latency tables: the ops are timed in context, inside a block
     def latency_contexts(self, macro: dict[str, int], image_size: int) -> list[LatencyContext]:

@@ -1,7 +1,7 @@
 """Pictures of a tree-space network (visualize_cifar.py): the cell of one block, the network overview, the
 op chosen at every (block, edge), and the alpha probabilities of every edge of a search checkpoint.
 
-Every picture is drawn from the space description (models.space: CELL_TREES, EDGE_NAMES, block_plan) and
+Every picture is drawn from the space description (models/tree/arch.py: CELL_TREES, EDGE_NAMES, block_plan) and
 the genotype's data; no torch model is built.
 """
 from __future__ import annotations
@@ -10,12 +10,11 @@ import re
 
 import graphviz
 
-from models.genotype import Genotype
-from models.space import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, OP_FAMILY, PRIMITIVES,
-                          STEM_CHANNELS, block_plan)
-from utils.data import CIFAR10, DatasetInfo
-from utils.errors import UserError
-from utils.pictures import digraph, esc, heat_cell, prob_legend, prob_range, table_figure
+from .genotype import Genotype
+from .arch import (CELL_TREES, EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, OP_CODES, OP_FAMILY, PRIMITIVES, STEM_CHANNELS,
+                   block_plan)
+from ..common import IMAGE_SIZE, NUM_CLASSES, SpaceError
+from ..pictures import digraph, esc, heat_cell, prob_legend, prob_range, table_figure
 
 OP_LABEL = {op: re.sub(r"(\d)x(\d)", r"\1×\2", op.replace("_", " ")) for op in PRIMITIVES}  # "sep 3×3"
 # Colour-blind-safe hues (Okabe-Ito) per family; the op heat map uses shades of the family hue.
@@ -52,13 +51,13 @@ def _add(g: graphviz.Digraph, name: str) -> None:
     g.node(name, "+", shape="circle", style="", width="0.26", fixedsize="true", fontsize="14")
 
 
-def cell_graph(genotype: Genotype, block: int = 0, title: str = "", data: DatasetInfo = CIFAR10
+def cell_graph(genotype: Genotype, block: int = 0, title: str = "", image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES
                ) -> graphviz.Digraph:
     """The tree cell of ``block``: split/copy/add points as nodes, each searchable edge an arrow
     labelled with its op (coloured by family) and carrying ``id`` = its edge name (EDGE_NAMES)."""
     if not 0 <= block < genotype.num_blocks:
-        raise UserError(f"block {block} is out of range: the network has blocks 0..{genotype.num_blocks - 1}")
-    spec = block_plan(genotype.B, genotype.F, data.image_size)[block]
+        raise SpaceError(f"block {block} is out of range: the network has blocks 0..{genotype.num_blocks - 1}")
+    spec = block_plan(genotype.B, genotype.F, image_size)[block]
     ops, w = genotype.ops[block], spec.width
     g = digraph("cell")
     g.attr("node", shape="box", style="rounded,filled", fillcolor="#F2F2F2", color="#555555", height="0.3")
@@ -111,10 +110,10 @@ def cell_graph(genotype: Genotype, block: int = 0, title: str = "", data: Datase
 
 
 # ------------------------------------------------------------------ (b) the network
-def network_graph(genotype: Genotype, title: str = "", data: DatasetInfo = CIFAR10) -> graphviz.Digraph:
+def network_graph(genotype: Genotype, title: str = "", image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES) -> graphviz.Digraph:
     """stem -> 3 stages (block counts, widths, strides, map sizes) -> head, and one block's layout,
     for the images and classes of ``data`` (a search checkpoint's)."""
-    plan, size = block_plan(genotype.B, genotype.F, data.image_size), data.image_size
+    plan, size = block_plan(genotype.B, genotype.F, image_size), image_size
     g = digraph("network")
     g.attr("node", shape="box", style="rounded,filled", fillcolor="#F2F2F2", color="#555555", margin="0.12,0.06")
     # The layout of one residual tree block, drawn under the chain; declared first so that dot puts it
@@ -148,9 +147,9 @@ def network_graph(genotype: Genotype, title: str = "", data: DatasetInfo = CIFAR
                             f'<BR/>{stride}>', fillcolor="#DCE9F5")
         g.edge(prev, f"stage{s}", label=shape, fontsize="10", fontcolor="#555555")
         prev, shape = f"stage{s}", f"{last.out_channels} × {last.out_size} × {last.out_size}"
-    g.node("head", f"head\nBN-ReLU\nglobal avg pool\nFC {genotype.F} → {data.num_classes}")
+    g.node("head", f"head\nBN-ReLU\nglobal avg pool\nFC {genotype.F} → {num_classes}")
     g.edge(prev, "head", label=shape, fontsize="10", fontcolor="#555555")
-    g.node("logits", f"{data.num_classes} logits", fillcolor="white")
+    g.node("logits", f"{num_classes} logits", fillcolor="white")
     g.edge("head", "logits")
     with g.subgraph() as r:
         r.attr(rank="same")

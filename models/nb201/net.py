@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
-from .nb201 import EDGES, NODES, NUM_STAGES, PRIMITIVES, check_macro
-from .space import SpaceError, check_image_size
+from .arch import EDGES, NODES, NUM_STAGES, PRIMITIVES, check_macro
+from ..common import SpaceError
 
 CellEdgeFactory = Callable[[int, int, int], nn.Module]  # (cell index, edge index, channels) -> module
 
@@ -82,6 +82,13 @@ class ResidualReduction(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.conv_b(self.conv_a(x))
+
+
+def check_image_size(size: int) -> None:
+    """Two stride-2 reductions (a 2x2 average-pool shortcut beside a stride-2 conv: they disagree on odd sizes):
+    the size must halve exactly twice and leave at least 2x2 for the last stage."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size % 4:
+        raise SpaceError(f"the image size must be a multiple of 4 and >= 8 (the network halves it twice), got {size!r}")
 
 
 def stage_plan(C: int, N: int, image_size: int) -> list[tuple[str, int, int]]:

@@ -2,7 +2,7 @@
 
 A genotype is read from / written to JSON, never ``eval``-ed:
     {"space": "proxyless_cifar_tree", "B": 18, "F": 400, "ops": [[12 op names], ... 3*B blocks]}
-It imports only the space description (models.space), so models and the named genotypes in
+It imports only the space description (models/tree/arch.py), so models and the named genotypes in
 genotypes.py can both use it without an import cycle.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .space import EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, PRIMITIVES, SpaceError, check_macro
+from .arch import EDGE_NAMES, EDGES_PER_CELL, NUM_STAGES, PRIMITIVES, SpaceError, check_macro
 
 SPACE_NAME = "proxyless_cifar_tree"
 
@@ -23,7 +23,7 @@ class GenotypeError(SpaceError):
 
 @dataclass(frozen=True)
 class Genotype:
-    """B blocks per stage, final width F, and ops[block][edge] (edge order: models.space.EDGE_NAMES)."""
+    """B blocks per stage, final width F, and ops[block][edge] (edge order: models/tree/arch.py EDGE_NAMES)."""
 
     B: int
     F: int

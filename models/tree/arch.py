@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .common import IMAGE_SIZE, NUM_CLASSES, SpaceError  # noqa: F401  (the tree space's data: CIFAR-10)
+from ..common import IMAGE_SIZE, NUM_CLASSES, SpaceError  # noqa: F401  (the tree space's data: CIFAR-10)
 
 
 

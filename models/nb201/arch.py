@@ -8,7 +8,7 @@ NAS-Bench-201 (Dong & Yang, ICLR 2020; NATS-Bench's topology space) trained ever
   (1<-0), (2<-0), (2<-1), (3<-0), (3<-1), (3<-2).
 * Ops: ``none`` (zeros), ``skip_connect`` (identity), ``nor_conv_1x1`` / ``nor_conv_3x3`` (ReLU-conv-BN),
   ``avg_pool_3x3`` (stride 1, padding 1, padding not counted).
-* Network (the benchmark's, models/nb201_net.py): 3x3 conv stem (3 -> C) + BN; three stages of N cells at
+* Network (the benchmark's, models/nb201/net.py): 3x3 conv stem (3 -> C) + BN; three stages of N cells at
   C, 2C, 4C channels with a residual stride-2 basic block between stages; BN-ReLU-global pool-linear.
 * One cell architecture for the whole network: a search has 6 decisions, shared by all 3N cells.
 * String: ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``: the k-th ``+`` group lists the edges into node k,
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from .space import SpaceError
+from ..common import SpaceError
 
 SPACE_NAME = "nb201"
 
@@ -106,7 +106,7 @@ class CellGenotype:
                 ops.append(op)
         return cls(tuple(ops))
 
-    # ---- shared with the tree genotype (models/genotype.py)
+    # ---- shared with the tree genotype (models/tree/genotype.py)
     def ops_used(self) -> set[str]:
         return set(self.ops)
 

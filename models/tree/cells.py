@@ -7,8 +7,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .operations import ChannelShuffle, bn_act_conv
-from .space import CELL_TREES, EDGES_PER_CELL, BlockSpec
+from .ops import ChannelShuffle, bn_act_conv
+from .arch import CELL_TREES, EDGES_PER_CELL, BlockSpec
 
 EdgeFactory = Callable[[int, int], nn.Module]  # (edge index, channels) -> module
 

@@ -18,9 +18,8 @@ import io
 import os
 from pathlib import Path
 
-from models.nb201 import CellGenotype, CellGenotypeError
+from .arch import CellGenotype, CellGenotypeError
 
-from .errors import UserError
 
 # data set -> the table column that judges a search on it
 COLUMNS = {"cifar10": "cifar10_test_200", "cifar100": "cifar100_test_200"}
@@ -33,8 +32,9 @@ def read_text(path: str | os.PathLike) -> str:
     return gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
 
 
-class TableError(UserError):
-    pass
+class TableError(ValueError):
+    """A table file that cannot be read or lacks what is asked of it (the CLI reports it as one error line:
+    utils.errors.USER_ERRORS)."""
 
 
 def column_for(dataset: str) -> str:

@@ -1,14 +1,14 @@
 """Pictures of a NAS-Bench-201 network (visualize_cifar.py): the 4-node cell as a DAG with labelled edges,
 the network overview (stem, three stages of N cells, the residual blocks, head), and the 6 x N heat map
-of a search checkpoint's alpha.  Drawn from the space description (models/nb201.py) and the genotype."""
+of a search checkpoint's alpha.  Drawn from the space description (models/nb201/arch.py) and the genotype."""
 from __future__ import annotations
 
 import graphviz
 
-from models.nb201 import EDGE_NAMES, EDGES, NODES, OP_FAMILY, PRIMITIVES, CellGenotype
-from models.nb201_net import stage_plan
-from utils.data import CIFAR10, DatasetInfo
-from utils.pictures import digraph, esc, heat_cell, prob_legend, prob_range, table_figure
+from .arch import EDGE_NAMES, EDGES, NODES, OP_FAMILY, PRIMITIVES, CellGenotype
+from .net import stage_plan
+from ..common import IMAGE_SIZE, NUM_CLASSES
+from ..pictures import digraph, esc, heat_cell, prob_legend, prob_range, table_figure
 
 OP_LABEL = {"none": "none", "skip_connect": "skip", "nor_conv_1x1": "conv 1×1", "nor_conv_3x3": "conv 3×3",
             "avg_pool_3x3": "avg pool 3×3"}
@@ -45,9 +45,9 @@ def cell_graph(cell: CellGenotype, title: str = "", channels: int | None = None)
     return g
 
 
-def network_graph(cell: CellGenotype, macro: dict, title: str = "", data: DatasetInfo = CIFAR10) -> graphviz.Digraph:
+def network_graph(cell: CellGenotype, macro: dict, title: str = "", image_size: int = IMAGE_SIZE, num_classes: int = NUM_CLASSES) -> graphviz.Digraph:
     """stem -> stage 1 (N cells) -> residual block -> stage 2 -> residual block -> stage 3 -> head."""
-    C, N, size = macro["C"], macro["N"], data.image_size
+    C, N, size = macro["C"], macro["N"], image_size
     g = digraph("network")
     g.attr("node", shape="box", style="rounded,filled", fillcolor="#F2F2F2", color="#555555", margin="0.12,0.06")
     g.node("input", f"image\n3 × {size} × {size}", fillcolor="white")
@@ -69,9 +69,9 @@ def network_graph(cell: CellGenotype, macro: dict, title: str = "", data: Datase
             continue
         g.edge(prev, name, label=shape, fontsize="10", fontcolor="#555555")
         prev, shape = name, f"{width} × {s if kind == 'cell' else s // 2} × {s if kind == 'cell' else s // 2}"
-    g.node("head", f"head\nBN-ReLU\nglobal avg pool\nFC {4 * C} → {data.num_classes}")
+    g.node("head", f"head\nBN-ReLU\nglobal avg pool\nFC {4 * C} → {num_classes}")
     g.edge(prev, "head", label=shape, fontsize="10", fontcolor="#555555")
-    g.node("logits", f"{data.num_classes} logits", fillcolor="white")
+    g.node("logits", f"{num_classes} logits", fillcolor="white")
     g.edge("head", "logits")
     head = (f"{esc(title)}: " if title else "") + f"NAS-Bench-201 network, C = {C}, N = {N}: {3 * N} cells, one " \
                                                   f"cell architecture {esc(cell.to_string())}"
