@@ -307,16 +307,28 @@ def assemble(space: SearchSpace, macro: dict, candidates: Sequence[str] | None, 
 # ------------------------------------------------------------------ tables from another device
 def sample_architectures(space: SearchSpace, macro: dict, candidates: Sequence[str], k: int, seed: int) -> list:
     """``k`` distinct architectures for a fit: first every candidate on every decision (architecture i takes
-    candidate (i + d) mod N on decision d: N architectures, a Latin design), then uniform random ones."""
+    candidate (i + d) mod N on decision d: N architectures, a Latin design), then uniform random ones -- each
+    decision among the candidates the space allows there (a forbidden one: the next allowed, cyclically)."""
     n, decisions = len(candidates), len(space.decision_names(macro))
-    total = n ** decisions if decisions < 40 else None
+    allowed = space.allowed(macro, candidates)
+    restricted = any(len(a) < n for a in allowed)
+    total = math.prod(len(a) for a in allowed) if decisions < 40 else None
     if k < 1 or (total is not None and k > total):
         raise LatencyError(f"--samples must be between 1 and the {total} architectures of the space, got {k}")
     rng = np.random.default_rng(seed)
     seen, out = set(), []
-    first = [[(i + d) % n for d in range(decisions)] for i in range(n)]
+
+    def legal(d: int, i: int) -> int:
+        return next(j % n for j in range(i, i + n) if j % n in allowed[d])
+
+    first = [[legal(d, (i + d) % n) for d in range(decisions)] for i in range(n)]
     while len(out) < k:
-        row = tuple(first.pop(0) if first else rng.integers(n, size=decisions).tolist())
+        if first:
+            row = tuple(first.pop(0))
+        elif not restricted:
+            row = tuple(rng.integers(n, size=decisions).tolist())
+        else:
+            row = tuple(int(a[rng.integers(len(a))]) for a in allowed)
         if row not in seen:
             seen.add(row)
             out.append(space.genotype_from_ops([candidates[i] for i in row], macro))

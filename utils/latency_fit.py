@@ -140,27 +140,27 @@ class Design:
 
     def __init__(self, space: SearchSpace, macro: dict, candidates: Sequence[str], image_size: int, max_level: int):
         self.space, self.macro, self.image_size = space, space.macro(macro), image_size
-        self.ops = list(with_baseline(space, candidates))
-        self.base = self.ops.index(space.baseline_op)
-        self.n = len(self.ops)
         self.groups = space.latency_groups(self.macro, image_size)
         self.shapes = group_shapes(space, self.macro, image_size)  # (k, edge shape)
-        if any(space.baseline_for(shape) != space.baseline_op or not all(space.allows(op, shape) for op in self.ops)
-               for _, shape in self.shapes):
-            raise LatencyError(f"a fit of measured networks needs one baseline op and every candidate on every edge; "
-                               f"the {space.name} space has edges where they differ: build a table by timing "
-                               f"(python -m utils.latency build) instead")
+        self.ops = list(with_baseline(space, candidates))
+        for _, shape in self.shapes:  # every shape's baseline (MBConv: 3x3_MBConv3 where zero may not sit)
+            if space.baseline_for(shape) not in self.ops:
+                self.ops.append(space.baseline_for(shape))
+        self.n = len(self.ops)
+        # per edge shape: its baseline (its ops cost 0: no term) and the ops the space allows there
+        self.base = {shape: self.ops.index(space.baseline_for(shape)) for _, shape in self.shapes}
+        self.live_ops = {shape: [o for o in range(self.n) if o != self.base[shape] and space.allows(self.ops[o], shape)]
+                         for _, shape in self.shapes}
         self.terms: list[tuple] = [("const",)]
         self.level: list[int] = [-1]
-        for o in range(self.n):
-            if o != self.base:
-                self.terms.append(("type", o))
-                self.level.append(0)
+        for o in sorted({o for ops in self.live_ops.values() for o in ops}):
+            self.terms.append(("type", o))
+            self.level.append(0)
         for k, shape in self.shapes:
             for subset in self.subsets(k):
                 if len(subset) > max_level:
                     continue
-                for ops in itertools.product([o for o in range(self.n) if o != self.base], repeat=len(subset)):
+                for ops in itertools.product(self.live_ops[shape], repeat=len(subset)):
                     self.terms.append(("term", k, subset, ops, shape))
                     self.level.append(len(subset))
         self.index = {t: i for i, t in enumerate(self.terms)}
@@ -191,17 +191,16 @@ class Design:
         x[:, 0] = 1.0
         rows = np.arange(idx.shape[0])
         for g in self.groups:
-            k = len(g.decisions)
+            k, base = len(g.decisions), self.base[g.shape]
             ops = idx[:, list(g.decisions)]  # (M, k)
             for j in range(k):
-                for o in range(self.n):
-                    if o != self.base:
-                        x[:, self.index[("type", o)]] += ops[:, j] == o
+                for o in self.live_ops[g.shape]:
+                    x[:, self.index[("type", o)]] += ops[:, j] == o
             for subset in self.subsets(k):
                 if len(subset) > self.max_level:
                     continue
                 sub = ops[:, list(subset)]
-                live = (sub != self.base).all(1)
+                live = (sub != base).all(1)
                 if not live.any():
                     continue
                 code = (sub[live] * self.n ** np.arange(len(subset))).sum(1)
@@ -222,13 +221,13 @@ class Design:
 
     def entry(self, beta: np.ndarray, k: int, config: Sequence[int], shape) -> float:
         """A group entry: the terms of ``config`` (candidate indices on the group's k edges) summed."""
-        total = 0.0
+        total, base = 0.0, self.base[shape]
         for j, o in enumerate(config):
-            if o != self.base:
+            if o != base:
                 total += beta[self.index[("type", o)]]
         for subset in self.subsets(k):
             ops = tuple(config[j] for j in subset)
-            if all(o != self.base for o in ops):
+            if all(o != base for o in ops):
                 i = self.index.get(("term", k, subset, ops, shape))
                 if i is not None:
                     total += beta[i]
