@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 
-from models import SuperNet, count_parameters, get_space
+from models import SPACES, SuperNet, count_parameters
 from utils import data as cifar
 from utils import distributed as ddp
 from utils import run as scaffold
@@ -56,8 +56,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     add_space_flags(p)
     g = p.add_argument_group("search space (candidates, judge)")
     g.add_argument("--candidates", nargs="+", default=None, metavar="OP",
-                   help="candidate ops on every edge (default: all of the space's) from: tree: "
-                        f"{' '.join(get_space('tree').primitives)}; nb201: {' '.join(get_space('nb201').primitives)}")
+                   help="candidate ops on every edge (default: all of the space's) from: "
+                        + "; ".join(f"{name}: {' '.join(s.primitives)}" for name, s in SPACES.items()))
     g.add_argument("--supernet-bn", choices=("standard", "plain"), default=None,
                    help="BatchNorm of the supernet: standard (as the derived network) or plain (no affine parameters, "
                         "batch statistics always: the NAS-Bench-201 authors' searches); default: the space's "

@@ -26,6 +26,7 @@ import genotypes
 import search_cifar
 import train_cifar
 import visualize_cifar
+from models.spaces import DEFAULT_SPACE, SPACES, get_space
 from utils import data as cifar
 from utils.checkpoint import atomic_write
 from utils.errors import UserError, run_cli
@@ -37,12 +38,12 @@ from utils.synthetic import write_synthetic_cifar
 
 
 # small networks for a quick run (the space's own defaults are full-size)
-SMALL = {"tree": {"B": 1, "F": 64}, "nb201": {"C": 8, "N": 1}}
+SMALL = {name: space.small_macro for name, space in SPACES.items()}  # each space's data
 # alpha's Adam step for a search of a few hundred architecture steps.  Adam moves alpha by about its learning
 # rate per step, so the paper's 0.006 (made for 200 epochs) leaves alpha uniform here: entropy 1.946 -> 1.946 on
 # the tree space in the default run (`python test_run.py --synthetic`; 1.644 at 0.2, the default here)
 SHORT_ARCH_LR = 0.2
-NB201_TABLE = Path(__file__).resolve().parent / "nb201_table" / "accuracy.csv.gz"
+NB201_TABLE = Path(get_space("nb201").accuracy_table)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -74,7 +75,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every stage")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     add_space_flags(p, title="search space and the size of the searched and retrained networks (defaults here: "
-                             + ", ".join(f"{k}: {' '.join(f'{f}={v}' for f, v in m.items())}" for k, m in SMALL.items())
+                             + ", ".join(f"{k}: {' '.join(f'{f}={_v(v)}' for f, v in m.items())}" for k, m in SMALL.items())
                              + ")")
     return p
 
@@ -124,12 +125,12 @@ def main(args: argparse.Namespace) -> dict:
         raise UserError("--arch-split must be smaller than --train-images")
     if args.synthetic and args.dataset != "cifar10":
         raise UserError("--synthetic makes a CIFAR-10 look-alike: it goes with --dataset cifar10")
-    for flag, value in SMALL[args.space or "tree"].items():
+    for flag, value in SMALL[args.space or DEFAULT_SPACE].items():
         if getattr(args, flag) is None:
             setattr(args, flag, value)
     space, macro = resolve_space(args)
-    size = ["--space", space.name] + [a for k, v in macro.items() for a in (f"--{k}", str(v))]
-    net_size = ["--space", space.name] + ([] if space.name == "tree" else size[2:])  # a tree genotype carries B, F
+    size = ["--space", space.name] + [a for k, v in macro.items() for a in (f"--{k}", _v(v))]
+    net_size = size  # (a size the genotype carries, as the tree's B and F, may be repeated)
     out = Path(args.output)
     refuse_existing_run(out, ("search", "train"), "test run", "delete it or choose another --output")
     try:  # before the data and the stages: a folder that cannot be written is refused now
@@ -147,7 +148,7 @@ def main(args: argparse.Namespace) -> dict:
 
     search_dir = out / "search"
     # NAS-Bench-201 on CIFAR: the shipped table judges the argmax cell every epoch
-    judge = ["--nb201-table", str(NB201_TABLE)] if space.name == "nb201" and args.dataset != "folder" else []
+    judge = ["--nb201-table", space.accuracy_table] if space.accuracy_table and args.dataset != "folder" else []
     _stage("search", lambda: search_cifar.main(search_cifar.get_args_parser().parse_args([
         "--data", str(data_dir), *size, "--arch-split", str(args.arch_split),
         "--warmup-epochs", str(args.warmup_epochs), "--epochs", str(args.search_epochs), "--arch-lr", str(args.arch_lr),
@@ -225,6 +226,11 @@ def search_learning(log: list[dict], args, judged: bool) -> dict:
                      + ("; this search saw synthetic images, the table is real CIFAR-10" if args.synthetic else ""))
     out["lines"] = lines
     return out
+
+
+def _v(value) -> str:
+    """A size flag's value on the command line (per-stage sizes comma-separated)."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def _f(x: float | None) -> str:

@@ -81,6 +81,9 @@ class SearchSpace:
     default_genotype: str = ""  # the named architecture (genotypes.py) that train/export use when given none
     # the data a network of this space is drawn and exported for when no checkpoint says (CIFAR-10's by default)
     data_size: tuple[int, int] = (IMAGE_SIZE, NUM_CLASSES)  # (image size, classes)
+    small_macro: dict = {}  # the network size of a short run (test_run.py): small enough for a CPU's minutes
+    # a table of every architecture's accuracy shipped with the project, which judges a search (NAS-Bench-201's)
+    accuracy_table: str | None = None
     # train_cifar.py's recipe for this space's networks: the defaults of its recipe flags (dest -> value); lr is
     # per 64 images (scaled with the batch)
     train_recipe: dict[str, object] = {}

@@ -199,3 +199,25 @@ def test_a_table_fit_to_timed_mbconv_networks_predicts_them(tmp_path):
     assert all(MBCONV.group_key(("zero",), s) not in table.entries for s in first)
     for g in archs[100:]:
         assert predict_genotype(table, g) == pytest.approx(truth(g), rel=0.01)
+
+
+def test_retrain_visualize_and_init_from_a_search(tmp_path):
+    """The searched MBConv genotype retrains (the space's recipe flags, the supernet's weights with --init-from),
+    and its pictures and the search's alpha heat map are drawn."""
+    import train_cifar
+    import visualize_cifar
+    data = tmp_path / "data"
+    write_synthetic_cifar(data, per_batch=16, n_test=16, seed=0)
+    search(data, tmp_path / "s", "--arch-split", "16", "--epochs", "1")
+    out = train_cifar.main(train_cifar.get_args_parser().parse_args([
+        "--data", str(data), "--no-download", "--no-progress", "--no-tensorboard", "--epochs", "1", "--batch-size", "16",
+        "--genotype", str(tmp_path / "s" / "genotype_final.json"), "--init-from", str(tmp_path / "s" / "checkpoint.pth"),
+        "--output", str(tmp_path / "t")]))
+    assert out["finished"] and out["space"] == "mbconv" and out["lr"] == pytest.approx(MBCONV.train_recipe["lr"] * 16 / 64)
+    written = visualize_cifar.main(visualize_cifar.get_args_parser().parse_args(
+        [str(tmp_path / "pic" / "p"), "--checkpoint", str(tmp_path / "s" / "checkpoint.pth")]))
+    names = {p.name for p in written}
+    assert {"p_network.gv", "p_alpha.gv"} <= names
+    alpha = (tmp_path / "pic" / "p_alpha.gv").read_text()
+    assert alpha.count("block 0: ") == len(MBCONV.primitives) - 1  # no cell for zero on a stage's first block
+    assert "block 1: zero" not in alpha and "3 × 32 × 32" in (tmp_path / "pic" / "p_network.gv").read_text()

@@ -12,6 +12,7 @@ import torch.nn as nn
 from .arch import (CELLS_PER_STAGE, EDGE_NAMES, EDGES, NODES, NUM_EDGES, OP_CODES, PARAMETER_FREE, PRIMITIVES,
                    SPACE_NAME, STEM_CHANNELS, CellGenotype, check_macro)
 from .net import Cell, NB201Net, make_op, stage_plan
+from .table import SHIPPED
 from ..search_space import EdgeFactory, EdgeShape, LatencyContext, LatencyEdge, SearchSpace
 from ..common import SpaceError
 from .net import check_image_size
@@ -37,6 +38,8 @@ class NB201Space(SearchSpace):
                   "N": "cells per stage (the benchmark's: 5)"}
     baseline_op = "skip_connect"
     default_genotype = "nb201_best_cifar10"
+    small_macro = {"C": 8, "N": 1}
+    accuracy_table = str(SHIPPED)
     # the benchmark's 200-epoch recipe: Nesterov SGD, lr 0.1 at batch 256 = 0.025 per 64 images, cosine to 0,
     # weight decay 5e-4 on every parameter, random crop and flip, no cutout, the last partial batch of an epoch
     # kept as a DataLoader does by default

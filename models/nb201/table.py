@@ -32,6 +32,10 @@ def read_text(path: str | os.PathLike) -> str:
     return gzip.decompress(raw).decode() if raw[:2] == b"\x1f\x8b" else raw.decode()
 
 
+# the benchmark's table shipped with the project (nb201_table/, with its MIT notice)
+SHIPPED = Path(__file__).resolve().parents[2] / "nb201_table" / "accuracy.csv.gz"
+
+
 class TableError(ValueError):
     """A table file that cannot be read or lacks what is asked of it (the CLI reports it as one error line:
     utils.errors.USER_ERRORS)."""

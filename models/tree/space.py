@@ -55,6 +55,7 @@ class TreeSpace(SearchSpace):
                   "F": "final width, a multiple of 8 >= 64 (paper's network: 400)"}
     baseline_op = "identity"
     default_genotype = "proxyless_cifar"
+    small_macro = {"B": 1, "F": 64}
     # the authors' CIFAR configs: lr 0.1 at batch 64, cutout 16, 300 epochs, decay on conv/linear weights only
     train_recipe = {"epochs": 300, "batch_size": 64, "lr": 0.1, "weight_decay": 1e-4, "cutout": 16,
                     "decay_bn_bias": False, "drop_last": True}
