@@ -31,6 +31,7 @@ from utils.latency_fit import margin
 from models.nb201.table import NB201Table, column_for
 from utils.runlog import EpochLog
 from utils.space_args import add_space_flags, resolve_space
+from utils.stream import make_loader
 from utils.train import DivergenceError, Meter, cosine_lr, make_amp, param_groups, train_one_epoch
 
 
@@ -162,13 +163,13 @@ def build(args: argparse.Namespace, device: torch.device, info: ddp.DistInfo) ->
     kw = dict(device=device, channels_last=scaffold.use_channels_last(args.channels_last, device), dtype=scaffold.dtype(args))
     shard = dict(rank=info.rank, world_size=info.world_size, **kw)
     s = SimpleNamespace(splits=(len(weight_split), len(arch_split)), sync=ddp.Sync(info), info=info, data=data)
-    s.train_loader = cifar.BatchLoader(weight_split, args.batch_size // info.world_size, train=True,
-                                       augment=args.augment, name="weights split", **shard)
-    s.arch_loader = cifar.BatchLoader(arch_split, args.arch_batch_size // info.world_size, train=True, augment=False,
-                                      name="architecture split", **shard)  # reshuffled, not augmented
+    s.train_loader = make_loader(weight_split, args.batch_size // info.world_size, train=True, image_size=data.image_size,
+                                 augment=args.augment, name="weights split", **shard)
+    s.arch_loader = make_loader(arch_split, args.arch_batch_size // info.world_size, train=True, augment=False,
+                                image_size=data.image_size, name="architecture split", **shard)  # reshuffled, not augmented
     evaluated = arch_split if args.eval_images is None else cifar.take(arch_split, args.eval_images)
     s.valid_loader = ddp.test_loader(evaluated, max(args.arch_batch_size, 256), device, info, kw["channels_last"],
-                                     "architecture split", kw["dtype"])
+                                     "architecture split", kw["dtype"], image_size=data.image_size)
     space, macro = resolve_space(args)
     s.supernet = SuperNet(space, macro, args.candidates, data.num_classes, data.image_size, args.supernet_bn,
                           args.warmup_ops).to(

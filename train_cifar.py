@@ -26,7 +26,6 @@ from tqdm import tqdm
 import genotypes
 from models.spaces import SPACES
 from models import SpaceError, build_net, count_parameters, genotype_from_dict, multiply_adds
-from utils import data as cifar
 from utils import distributed as ddp
 from utils import run as scaffold
 from utils.checkpoint import CheckpointError, load_checkpoint, load_fitting, load_search_weights, save_json
@@ -35,6 +34,7 @@ from utils.device import describe, resolve_device, seed_everything
 from utils.errors import UserError, run_cli
 from utils.runlog import EpochLog
 from utils.space_args import add_space_flags, resolve_space
+from utils.stream import make_loader
 from utils.train import DivergenceError, cosine_lr, make_amp, param_groups, train_one_epoch
 
 DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
@@ -175,7 +175,8 @@ def eval_only(args, device, info: ddp.DistInfo, macro: dict) -> dict:
     net = net.to(device, scaffold.dtype(args), memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     how = {k: saved["args"].get(k, v) for k, v in (("dataset", "cifar10"), ("image_size", None), ("resize", "square"))}
     _, test_set, _ = scaffold.load_data(argparse.Namespace(**{**vars(args), **how, "train_subset": None}), info)
-    tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, channels_last, dtype=scaffold.dtype(args))
+    tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, channels_last, dtype=scaffold.dtype(args),
+                            image_size=data.image_size)
     r = ddp.evaluate_all(torch.compile(net) if args.compile else net, tests, net, amp, info,
                          args.progress and info.is_main)
     if info.is_main:
@@ -194,11 +195,12 @@ def setup(args, device, info: ddp.DistInfo, run: scaffold.Run, genotype, macro: 
         torch.backends.cudnn.benchmark = True  # fixed input shapes: pick the fastest conv algorithms once
     s.train_set, test_set, s.data = scaffold.load_data(args, info)
     run.dataset = s.data
-    s.train_loader = cifar.BatchLoader(s.train_set, args.batch_size // info.world_size, device, train=True,
-                                       cutout=args.cutout, augment=args.augment, rank=info.rank, drop_last=args.drop_last,
-                                       world_size=info.world_size, channels_last=s.channels_last, name="training set",
-                                       dtype=s.dtype)
-    s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=s.dtype)
+    s.train_loader = make_loader(s.train_set, args.batch_size // info.world_size, device, train=True,
+                                 image_size=s.data.image_size, cutout=args.cutout, augment=args.augment, rank=info.rank,
+                                 drop_last=args.drop_last, world_size=info.world_size, channels_last=s.channels_last,
+                                 name="training set", dtype=s.dtype)
+    s.tests = ddp.test_loader(test_set, args.eval_batch_size, device, info, s.channels_last, dtype=s.dtype,
+                              image_size=s.data.image_size)
     try:
         s.net = build_net(genotype, s.data.num_classes, args.path_drop, args.cell_drop, s.data.image_size, macro)
     except SpaceError as e:

@@ -301,27 +301,35 @@ class BatchLoader:
         self.dtype = dtype  # of the normalized images (float64 only for numerical checks)
         self.stats = {"dtype": dtype, "mean": split.mean, "std": split.std}
 
-    def _indices(self) -> torch.Tensor:
-        n = len(self.labels)
-        idx = torch.randperm(n) if self.train else torch.arange(n)
-        if self.world_size > 1:
-            per = n // self.world_size if self.drop_last else -(-n // self.world_size)
-            idx = torch.cat([idx, idx[: per * self.world_size - n]]) if per * self.world_size > n else idx
-            idx = idx[self.rank: per * self.world_size: self.world_size]
-        return idx
-
     def __len__(self) -> int:
-        n = len(self.labels) // self.world_size if self.drop_last else -(-len(self.labels) // self.world_size)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return shard_len(len(self.labels), self.batch_size, self.world_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # one host->device copy of the pass's order, not one per batch
-        idx = self._indices().to(self.images.device, non_blocking=True)
+        idx = shard_indices(len(self.labels), self.train, self.rank, self.world_size, self.drop_last)
+        idx = idx.to(self.images.device, non_blocking=True)
         for i in range(len(self)):
             b = idx[i * self.batch_size:(i + 1) * self.batch_size]
             x = self.images[b]
             x = augment(x, cutout=self.cutout, **self.stats) if self.augment else normalize(x, **self.stats)
             yield x.contiguous(memory_format=self.memory_format), self.labels[b]
+
+
+def shard_indices(n: int, shuffle: bool, rank: int, world_size: int, drop_last: bool) -> torch.Tensor:
+    """One pass's order of n items (a permutation from torch's global CPU RNG when ``shuffle``), this process's
+    share of it as DistributedSampler shards (every rank draws the same permutation: all ranks seed alike)."""
+    idx = torch.randperm(n) if shuffle else torch.arange(n)
+    if world_size > 1:
+        per = n // world_size if drop_last else -(-n // world_size)
+        idx = torch.cat([idx, idx[: per * world_size - n]]) if per * world_size > n else idx
+        idx = idx[rank: per * world_size: world_size]
+    return idx
+
+
+def shard_len(n: int, batch_size: int, world_size: int, drop_last: bool) -> int:
+    """Batches per pass of this process's share of n items."""
+    per = n // world_size if drop_last else -(-n // world_size)
+    return per // batch_size if drop_last else -(-per // batch_size)
 
 
 def endless(loader) -> Iterator:

@@ -14,7 +14,9 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-from utils.data import BatchLoader, Split
+from models.common import IMAGE_SIZE
+from utils.data import Split
+from utils.stream import FileSplit, make_loader
 from utils.train import Amp, evaluate
 
 
@@ -92,14 +94,15 @@ def main_first(info: DistInfo):
         dist.barrier()
 
 
-def test_loader(test: Split, batch_size: int, device, info: DistInfo, channels_last: bool,
-                name: str = "test set", dtype: torch.dtype = torch.float32) -> BatchLoader:
+def test_loader(test: Split | FileSplit, batch_size: int, device, info: DistInfo, channels_last: bool,
+                name: str = "test set", dtype: torch.dtype = torch.float32, image_size: int = IMAGE_SIZE):
     """Each process evaluates every world_size-th image (no padding: the sums are exact)."""
     shard = test.subset(torch.arange(info.rank, len(test), info.world_size)) if info.enabled else test
-    return BatchLoader(shard, batch_size, device, train=False, channels_last=channels_last, name=name, dtype=dtype)
+    return make_loader(shard, batch_size, device, train=False, image_size=image_size, channels_last=channels_last,
+                       name=name, dtype=dtype)
 
 
-def evaluate_all(model: nn.Module, loader: BatchLoader, net: nn.Module, amp: Amp, info: DistInfo,
+def evaluate_all(model: nn.Module, loader, net: nn.Module, amp: Amp, info: DistInfo,
                  progress: bool) -> dict[str, float]:
     """Loss and accuracy over every process's shard, with rank 0's BN statistics everywhere."""
     broadcast_buffers(net, info)

@@ -46,7 +46,9 @@ def get_args_parser(add_help: bool = False, output: str = "runs/run", checkpoint
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default="cifar10", choices=DATASETS,
                    help="cifar10 / cifar100: the python layouts, downloaded into --data if missing; folder: "
-                        "--data holds train/<class>/ and val/<class>/ (or test/) images (docs/own_data.md)")
+                        "--data holds train/<class>/ and val/<class>/ (or test/) images, decoded once into memory "
+                        "(docs/own_data.md); folder-stream: the same tree decoded batch by batch with ImageNet's "
+                        "random-resized crops (data larger than memory, e.g. ImageNet at 224 px)")
     g.add_argument("--data", default="./data",
                    help="folder holding cifar-10-batches-py or cifar-100-python, or the image folder")
     g.add_argument("--no-download", dest="download", action="store_false", help="never download; fail if data is missing")
@@ -132,7 +134,7 @@ def load_data(args: argparse.Namespace, info: ddp.DistInfo = ddp.DistInfo()) -> 
             train_set, test_set, data = load_dataset(args.dataset, args.data, args.download, args.image_size,
                                                      args.resize)
     except DataError as e:
-        how = "" if args.download or args.dataset == "folder" else " (without --no-download it downloads)"
+        how = "" if args.download or args.dataset.startswith("folder") else " (without --no-download it downloads)"
         raise UserError(f"{e}; --data {args.data} is the folder read (--dataset {args.dataset}){how}") from None
     return take(train_set, args.train_subset), test_set, data
 
