@@ -33,3 +33,20 @@ class EdgeShape:
     @property
     def keeps_shape(self) -> bool:
         return self.in_channels == self.out_channels and self.stride == 1
+
+
+class FlatOps:
+    """What a genotype with a flat ``ops`` tuple (one op per decision) of ``PRIMITIVES`` says of its ops: the
+    NAS-Bench-201 cell's and the MBConv chain's (the tree genotype holds a list per block and has its own)."""
+
+    PRIMITIVES: tuple[str, ...] = ()
+    ops: tuple[str, ...]
+
+    def ops_used(self) -> set[str]:
+        return set(self.ops)
+
+    def op_counts(self) -> dict[str, int]:
+        return {name: self.ops.count(name) for name in self.PRIMITIVES}
+
+    def describe_counts(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.op_counts().items() if v)

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from typing import ClassVar, Sequence
 
-from ..common import EdgeShape, SpaceError
+from ..common import EdgeShape, FlatOps, SpaceError
 
 SPACE_NAME = "mbconv"
 
@@ -175,7 +175,7 @@ def fixed_layers(stem: int, first: int, widths: Sequence[int], head: int, image_
 
 
 @dataclass(frozen=True)
-class MBConvGenotype:
+class MBConvGenotype(FlatOps):
     """One op per searchable block (``block_plan`` order) and the widths of the network it is meant for
     (a released network is wider than the search space's defaults)."""
 
@@ -186,6 +186,7 @@ class MBConvGenotype:
     depths: tuple[int, ...] = DEFAULT_MACRO["depths"]
     head: int = DEFAULT_MACRO["head"]
     space: ClassVar[str] = SPACE_NAME
+    PRIMITIVES = PRIMITIVES  # (FlatOps counts these)
 
     def __post_init__(self):
         for name in ("ops", "widths", "depths"):  # lists from JSON become tuples: hashable, immutable
@@ -216,16 +217,6 @@ class MBConvGenotype:
             out.append(self.ops[start:start + d])
             start += d
         return out
-
-    # ---- shared with the other genotypes (models/tree/genotype.py, models/nb201/arch.py)
-    def ops_used(self) -> set[str]:
-        return set(self.ops)
-
-    def op_counts(self) -> dict[str, int]:
-        return {name: self.ops.count(name) for name in PRIMITIVES}
-
-    def describe_counts(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in self.op_counts().items() if v)
 
     def describe(self) -> str:
         """Stages separated by '|', e.g. ``k5e3 -- -- -- | k7e3 ...``."""

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..common import SpaceError
+from ..common import FlatOps, SpaceError
 
 SPACE_NAME = "nb201"
 
@@ -54,12 +54,13 @@ def check_macro(C: int, N: int) -> None:
 
 
 @dataclass(frozen=True)
-class CellGenotype:
+class CellGenotype(FlatOps):
     """One op name per edge (EDGES order).  The network around the cell (C, N) is not part of it: the
     benchmark's network is fixed, and a searched cell is meant to be trained in it."""
 
     ops: tuple[str, ...]
     space: str = SPACE_NAME
+    PRIMITIVES = PRIMITIVES  # (FlatOps counts these)
 
     def __post_init__(self):
         object.__setattr__(self, "ops", tuple(self.ops))
@@ -105,16 +106,6 @@ class CellGenotype:
                     raise CellGenotypeError(f"edge {j}->{k}: unknown op {op!r}; valid ops: {', '.join(PRIMITIVES)}")
                 ops.append(op)
         return cls(tuple(ops))
-
-    # ---- shared with the tree genotype (models/tree/genotype.py)
-    def ops_used(self) -> set[str]:
-        return set(self.ops)
-
-    def op_counts(self) -> dict[str, int]:
-        return {name: self.ops.count(name) for name in PRIMITIVES}
-
-    def describe_counts(self) -> str:
-        return ", ".join(f"{k} {v}" for k, v in self.op_counts().items() if v)
 
     def describe(self) -> str:
         return self.to_string()
