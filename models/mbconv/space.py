@@ -42,7 +42,8 @@ class MBConvSpace(SearchSpace):
     baseline_op = "zero"
     default_genotype = "proxyless_mobile"
     data_size = (224, 1000)  # ImageNet's: the released networks' own
-    small_macro = {"stem": 8, "first": 8, "widths": (12, 16, 20, 24, 28, 32), "depths": (1, 1, 1, 1, 1, 1), "head": 32}
+    # (two stages of 2 blocks: their second block may be skipped, so a short run searches zero too)
+    small_macro = {"stem": 8, "first": 8, "widths": (12, 16, 20, 24, 28, 32), "depths": (1, 2, 1, 2, 1, 1), "head": 32}
     # The authors released no retraining script; this is the run config of their ImageNet search script
     # (search/imagenet_arch_search.py): SGD Nesterov 0.9, lr 0.025 at batch 256 (= 0.00625 per 64 images), cosine,
     # weight decay 4e-5 on weights only (no_decay_keys "bn"), 120 epochs.  Not carried over: its label smoothing
