@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 import genotypes
-from models.spaces import SPACES
+from models.spaces import DEFAULT_GENOTYPES
 from models import build_net, count_parameters, genotype_from_dict
 from models.tree.genotype import Genotype
 from models.tree.arch import EDGE_NAMES
@@ -81,7 +81,6 @@ def read_checkpoint(path: str) -> tuple[dict[str, torch.Tensor], object, Dataset
     return state, stored, data, space, macro
 
 
-DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
 
 
 def load_network(genotype_arg: str | None, checkpoint: str | None,
@@ -97,7 +96,7 @@ def load_network(genotype_arg: str | None, checkpoint: str | None,
                             f"{genotype_arg} (first difference: {diff}); leave out --genotype to use its own")
     space, macro = resolve_space(space_flags or argparse.Namespace(), genotype, space, macro)
     if genotype is None:
-        genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
+        genotype = genotypes.get(DEFAULT_GENOTYPES[space.name])
     if checkpoint is None:  # random weights: the data the space's networks are meant for
         data = dataclasses.replace(data, name="unknown", image_size=space.data_size[0], num_classes=space.data_size[1])
     model = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)
@@ -214,7 +213,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--genotype", default=None,
                    help="named genotype (proxyless_cifar, nb201_best_cifar10), NAS-Bench-201 string or genotype JSON "
                         "file; default: the genotype stored in --checkpoint, else the space's "
-                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPE.items()))
+                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPES.items()))
     p.add_argument("--checkpoint", default=None,
                    help="train checkpoint (train_cifar.py RUN_DIR/best.pth; its 'model' weights) or a bare "
                         "state_dict; without it the network is randomly initialized (BN statistics calibrated "

@@ -130,7 +130,6 @@ def main(args: argparse.Namespace) -> dict:
             setattr(args, flag, value)
     space, macro = resolve_space(args)
     size = ["--space", space.name] + [a for k, v in macro.items() for a in (f"--{k}", _v(v))]
-    net_size = size  # (a size the genotype carries, as the tree's B and F, may be repeated)
     out = Path(args.output)
     refuse_existing_run(out, ("search", "train"), "test run", "delete it or choose another --output")
     try:  # before the data and the stages: a folder that cannot be written is refused now
@@ -158,10 +157,10 @@ def main(args: argparse.Namespace) -> dict:
     search_log = [json.loads(l) for l in (search_dir / "log.jsonl").read_text().splitlines()]
     genotype_path = search_dir / "genotype_final.json"
 
-    train_dir = out / "train"
+    train_dir = out / "train"  # (retrained in the searched size: a size the genotype carries may be repeated)
     train = _stage("retrain", lambda: train_cifar.main(train_cifar.get_args_parser().parse_args([
         "--genotype", str(genotype_path), "--data", str(data_dir), "--epochs", str(args.train_epochs),
-        "--output", str(train_dir), "--no-tensorboard", *net_size, *common])), times)
+        "--output", str(train_dir), "--no-tensorboard", *size, *common])), times)
 
     pictures = _stage("visualize", lambda: visualize_cifar.main(visualize_cifar.get_args_parser().parse_args([
         str(out / "pictures" / "searched"), "--genotype", str(genotype_path),

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import genotypes
-from models.spaces import SPACES
+from models.spaces import DEFAULT_GENOTYPES
 from models import SpaceError, build_net, count_parameters, genotype_from_dict, multiply_adds
 from utils import distributed as ddp
 from utils import run as scaffold
@@ -37,7 +37,6 @@ from utils.space_args import add_space_flags, resolve_space
 from utils.stream import make_loader
 from utils.train import DivergenceError, cosine_lr, make_amp, param_groups, train_one_epoch
 
-DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
 # beyond the scaffold's RESUMABLE: flags of evaluation and speed; --genotype is compared by content
 MAY_CHANGE = {"eval_only", "eval_batch_size", "compile", "genotype"}
 # Each space's recipe (the defaults of the recipe flags) is the space's data: SearchSpace.train_recipe.
@@ -51,7 +50,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     g.add_argument("--genotype", default=None, metavar="NAME|STRING|JSON",
                    help="genotype name, NAS-Bench-201 string or JSON file; a tree genotype carries B and F, a "
                         "NAS-Bench-201 cell is trained in the network --C/--N (default: "
-                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPE.items())
+                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPES.items())
                         + ", or the checkpoint's with --resume / --eval-only)")
     g.add_argument("--path-drop", type=float, default=0.0,
                    help="drop each tree-cell branch with this probability per batch (0 = off, as in the authors' config)")
@@ -130,7 +129,7 @@ def resolve_recipe(args: argparse.Namespace, saved: dict | None = None) -> tuple
     if saved is None and args.resume is None and args.eval_only is None:
         genotype = requested_genotype(args)
         space, macro = resolve_space(args, genotype)
-        genotype = genotype if genotype is not None else genotypes.get(DEFAULT_GENOTYPE[space.name])
+        genotype = genotype if genotype is not None else genotypes.get(DEFAULT_GENOTYPES[space.name])
         space, macro = resolve_space(args, genotype)
     else:
         if saved is None:
@@ -256,7 +255,7 @@ def train(args, device, info: ddp.DistInfo, genotype, macro: dict, guard: scaffo
     s.log.close()
     if not run.finished:
         return {"run_dir": run.out, "finished": False, "epoch": run.saved_epoch}
-    results = {"genotype": args.genotype or DEFAULT_GENOTYPE[args.space], "space": args.space, **macro,
+    results = {"genotype": args.genotype or DEFAULT_GENOTYPES[args.space], "space": args.space, **macro,
                "genotype_resolved": genotype.to_dict(),
                "final_test_acc": test["acc"], "final_test_loss": test["loss"], "best_test_acc": s.best["acc"],
                "best_epoch": s.best["epoch"], "params": count_parameters(s.net), "multiply_adds": madds,

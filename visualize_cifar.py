@@ -24,7 +24,7 @@ import graphviz
 
 import genotypes
 from models.common import SpaceError
-from models.spaces import SPACES
+from models.spaces import DEFAULT_GENOTYPES
 from utils.checkpoint import CheckpointError, load_search_alphas
 from utils.data import CIFAR10
 from utils.errors import UserError, run_cli
@@ -32,7 +32,6 @@ from utils.faults import WriteError, check_writable
 from utils.pictures import INSTALL_HINT, write
 from utils.space_args import add_space_flags, resolve_space
 
-DEFAULT_GENOTYPE = {name: space.default_genotype for name, space in SPACES.items()}  # the spaces say
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -44,7 +43,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--genotype", default=None,
                    help="a named genotype (proxyless_cifar, nb201_best_cifar10), a NAS-Bench-201 string or a genotype "
                         "JSON file; default: the checkpoint's argmax with --checkpoint, else the space's "
-                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPE.items()))
+                        + ", ".join(f"{k}: {v}" for k, v in DEFAULT_GENOTYPES.items()))
     p.add_argument("--checkpoint", default=None,
                    help="a search checkpoint (search_cifar.py RUN_DIR/checkpoint.pth): also draws its alpha "
                         "probabilities")
@@ -74,8 +73,8 @@ def graphs_for(args: argparse.Namespace) -> dict[str, graphviz.Digraph]:
             genotype, title = argmax, "argmax of the search"
     space, macro = resolve_space(args, genotype, saved_space, saved_macro)
     if genotype is None:
-        genotype = genotypes.get(DEFAULT_GENOTYPE[space.name])
-        title = DEFAULT_GENOTYPE[space.name]
+        genotype = genotypes.get(DEFAULT_GENOTYPES[space.name])
+        title = DEFAULT_GENOTYPES[space.name]
     if args.checkpoint is None:  # the data the space's networks are meant for (tree, NAS-Bench-201: CIFAR's)
         data = dataclasses.replace(data, image_size=space.data_size[0], num_classes=space.data_size[1])
     probs, candidates = (alpha[0], alpha[1]) if alpha is not None else (None, ())

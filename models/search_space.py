@@ -70,6 +70,7 @@ class SearchSpace:
     """Base of the spaces (models/tree/space.py, models/nb201/space.py); see the module docstring."""
 
     name: str = ""  # the --space value
+    network_name: str = ""  # what messages call its network
     genotype_space: str = ""  # the "space" field of the genotype JSON
     primitives: tuple[str, ...] = ()
     op_codes: dict[str, str] = {}
@@ -191,6 +192,12 @@ class SearchSpace:
     def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
                    path_drop: float = 0.0, cell_drop: float = 0.0) -> nn.Module:
         raise NotImplementedError
+
+    def refuse_drops(self, path_drop: float, cell_drop: float) -> None:
+        """SpaceError for a network without the tree space's path and cell drop asked to drop."""
+        if path_drop or cell_drop:
+            raise SpaceError(f"path drop and cell drop belong to the tree space; the {self.network_name} network "
+                             "has neither")
 
     def derived(self, genotype, macro: dict[str, int], num_classes: int, image_size: int,
                 path_drop: float = 0.0, cell_drop: float = 0.0) -> nn.Module:

@@ -22,6 +22,8 @@ from .tree.space import TREE
 
 SPACES: dict[str, SearchSpace] = {TREE.name: TREE, NB201.name: NB201, MBCONV.name: MBCONV}
 DEFAULT_SPACE = TREE.name
+# the named architecture that train / export / pictures use when given none, per space (the spaces' data)
+DEFAULT_GENOTYPES = {name: space.default_genotype for name, space in SPACES.items()}
 
 
 def get_space(name: str) -> SearchSpace:

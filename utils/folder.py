@@ -74,6 +74,25 @@ def _files(split_dir: Path) -> dict[str, list[Path]]:
     return out
 
 
+def check_size(image_size) -> None:
+    """The size images are decoded to: an integer >= 8 (each space has its own rule on top)."""
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise DataError(f"the image size must be an integer >= 8, got {image_size!r}")
+
+
+def class_files(root: Path) -> tuple[dict[str, list[Path]], dict[str, list[Path]], list[str]]:
+    """(training files by class, evaluation files by class, class names) of an image-folder tree; train/ and
+    val/ (or test/) must hold the same class folders."""
+    train_dir, eval_dir = _split_dirs(root)
+    train_files, eval_files = _files(train_dir), _files(eval_dir)
+    if list(train_files) != list(eval_files):
+        only_train = sorted(set(train_files) - set(eval_files))
+        only_eval = sorted(set(eval_files) - set(train_files))
+        raise DataError(f"{train_dir} and {eval_dir} hold different classes (only in train: "
+                        f"{', '.join(only_train) or '-'}; only in {eval_dir.name}: {', '.join(only_eval) or '-'})")
+    return train_files, eval_files, list(train_files)
+
+
 def _fingerprint(files: list[Path], root: Path) -> str:
     h = hashlib.sha1()
     for p in files:
@@ -133,18 +152,10 @@ def load_image_folder(root: str | os.PathLike, image_size: int = 32, resize_mode
                       cache: bool = True) -> tuple[Split, Split, list[str]]:
     """(train, evaluation, class names); the splits carry the training split's mean and std."""
     root = Path(root)
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise DataError(f"the image size must be an integer >= 8, got {image_size!r}")  # (each space has its own rule)
+    check_size(image_size)
     if resize_mode not in RESIZE_MODES:
         raise DataError(f"unknown resize mode {resize_mode!r}; choose {' or '.join(RESIZE_MODES)}")
-    train_dir, eval_dir = _split_dirs(root)
-    train_files, eval_files = _files(train_dir), _files(eval_dir)
-    if list(train_files) != list(eval_files):
-        only_train = sorted(set(train_files) - set(eval_files))
-        only_eval = sorted(set(eval_files) - set(train_files))
-        raise DataError(f"{train_dir} and {eval_dir} hold different classes (only in train: "
-                        f"{', '.join(only_train) or '-'}; only in {eval_dir.name}: {', '.join(only_eval) or '-'})")
-    classes = list(train_files)
+    train_files, eval_files, classes = class_files(root)
     every = [p for files in (*train_files.values(), *eval_files.values()) for p in files]
     need = len(every) * 3 * image_size * image_size
     have = available_memory()

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .data import BatchLoader, DataError, Split, normalize, shard_indices, shard_len
-from .folder import IMAGE_EXTENSIONS, _files, _split_dirs, decode
+from .folder import IMAGE_EXTENSIONS, check_size, class_files, decode
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 EVAL_RESIZE = 256 / 224  # evaluation: shorter side to 256/224 of the crop, then the centre crop (the usual ratio)
@@ -46,13 +46,8 @@ class FileSplit:
 def scan_folder(root, image_size: int) -> tuple[FileSplit, FileSplit, list[str]]:
     """(train, evaluation, class names) of an image-folder tree, as file names (files without an image extension
     are left out; a file that does not decode is an error when its batch comes)."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise DataError(f"the image size must be an integer >= 8, got {image_size!r}")
-    train_dir, eval_dir = _split_dirs(Path(root))
-    train_files, eval_files = _files(train_dir), _files(eval_dir)
-    if list(train_files) != list(eval_files):
-        raise DataError(f"{train_dir} and {eval_dir} hold different classes")
-    classes = list(train_files)
+    check_size(image_size)
+    train_files, eval_files, classes = class_files(Path(root))
 
     def split(by_class) -> FileSplit:
         pairs = [(str(p), label) for label, c in enumerate(classes) for p in by_class[c]

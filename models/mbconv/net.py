@@ -14,6 +14,7 @@ import torch
 import torch.nn as nn
 
 from ..common import EdgeShape, SpaceError
+from ..weights import init_conv_bn
 
 from .arch import FIRST_EXPAND, FIRST_KERNEL, STEM_KERNEL, MBConvGenotype, block_plan, fixed_layers
 from .ops import ConvBNReLU6, MBConv, make_op
@@ -62,16 +63,12 @@ class MBConvNet(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """Convs: Kaiming normal over fan-out (the authors' "he_fout"; for a depthwise conv fan-out is k*k*C,
-        as theirs); BN: weight 1, bias 0; linear: N(0, 0.01), bias 0 (small logits at the start, as
-        torchvision's MobileNetV2).  Applies to what ``make_block`` built too: one rule for the whole net."""
+        """Convs and BN: ``init_conv_bn`` (he_fout, as the authors'); linear: N(0, 0.01), bias 0 (small logits at
+        the start, as torchvision's MobileNetV2).  Applies to what ``make_block`` built too: one rule for the whole
+        net."""
+        init_conv_bn(self)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0.0, 0.01)
                 nn.init.zeros_(m.bias)
 

@@ -12,7 +12,7 @@ from typing import Sequence
 
 import torch.nn as nn
 
-from ..common import EdgeShape, SpaceError
+from ..common import EdgeShape
 from ..search_space import EdgeFactory, LatencyContext, LatencyEdge, SearchSpace
 from .arch import (DEFAULT_MACRO, OP_CODES, PARAMETER_FREE, PRIMITIVES, SPACE_NAME, MBConvGenotype, block_plan,
                    check_image_size, check_macro)
@@ -30,6 +30,7 @@ def block_key(ops: Sequence[str], shape: EdgeShape) -> str:
 
 class MBConvSpace(SearchSpace):
     name = SPACE_NAME
+    network_name = "MBConv"
     genotype_space = SPACE_NAME
     primitives = PRIMITIVES
     op_codes = OP_CODES
@@ -90,15 +91,13 @@ class MBConvSpace(SearchSpace):
 
     def build_body(self, macro: dict, make_edge: EdgeFactory, num_classes: int, image_size: int,
                    path_drop: float = 0.0, cell_drop: float = 0.0) -> MBConvNet:
-        if path_drop or cell_drop:
-            raise SpaceError("path drop and cell drop belong to the tree space; the MBConv network has neither")
+        self.refuse_drops(path_drop, cell_drop)
         return MBConvNet(macro["stem"], macro["first"], macro["widths"], macro["depths"], macro["head"], make_edge,
                          num_classes, image_size)
 
     def derived(self, genotype: MBConvGenotype, macro: dict, num_classes: int, image_size: int,
                 path_drop: float = 0.0, cell_drop: float = 0.0) -> MBConvNet:
-        if path_drop or cell_drop:
-            raise SpaceError("path drop and cell drop belong to the tree space; the MBConv network has neither")
+        self.refuse_drops(path_drop, cell_drop)
         self.check_genotype(genotype, macro)
         net = build_derived(genotype, num_classes, image_size)
         net.macro, net.space = dict(macro), self

@@ -30,6 +30,7 @@ def cell_key(channels: int, size: int) -> str:
 
 class NB201Space(SearchSpace):
     name = SPACE_NAME
+    network_name = "NAS-Bench-201"
     genotype_space = SPACE_NAME
     primitives = PRIMITIVES
     op_codes = OP_CODES
@@ -80,8 +81,7 @@ class NB201Space(SearchSpace):
 
     def build_body(self, macro: dict[str, int], make_edge: EdgeFactory, num_classes: int, image_size: int,
                    path_drop: float = 0.0, cell_drop: float = 0.0) -> NB201Net:
-        if path_drop or cell_drop:  # the benchmark trained its cells without them
-            raise SpaceError("path drop and cell drop belong to the tree space; the NAS-Bench-201 network has neither")
+        self.refuse_drops(path_drop, cell_drop)  # the benchmark trained its cells without them
         shapes = [EdgeShape(w, w, 1, size) for kind, w, size in stage_plan(macro["C"], macro["N"], image_size)
                   if kind == "cell"]  # cell k's edges
         return NB201Net(macro["C"], macro["N"], lambda k, e, c: make_edge(e, shapes[k]), num_classes, image_size)

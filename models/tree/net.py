@@ -7,6 +7,7 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..weights import init_conv_bn
 from .cells import ResidualTreeBlock
 from .genotype import Genotype
 from .ops import OPS
@@ -41,15 +42,7 @@ class TreeNet(nn.Module):
             for spec in self.plan)
         self.head = nn.Sequential(nn.BatchNorm2d(F), nn.ReLU(inplace=True), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(F, num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)

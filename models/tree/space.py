@@ -47,6 +47,7 @@ def _input_groups(tree=None) -> list[tuple[int, ...]]:
 
 class TreeSpace(SearchSpace):
     name = "tree"
+    network_name = "tree"
     genotype_space = SPACE_NAME
     primitives = PRIMITIVES
     op_codes = OP_CODES
