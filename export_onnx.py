@@ -33,7 +33,7 @@ from utils.data import CIFAR10, DatasetInfo
 from utils.faults import WriteError, check_writable, replacing
 from utils.latency import ort_options
 from utils.device import idle_cores, seed_everything
-from utils.space_args import add_space_flags, resolve_space
+from utils.space_args import add_space_flags, chosen_space, resolve_space
 from utils.onnx_export import INPUT_NAME, OUTPUT_NAME, calibrate_bn, export_torchscript
 from utils.onnx_export import example_input as _example
 from utils.run import auto_or
@@ -94,9 +94,10 @@ def load_network(genotype_arg: str | None, checkpoint: str | None,
         if diff:
             raise UserError(f"--checkpoint {checkpoint} was trained with another genotype than --genotype "
                             f"{genotype_arg} (first difference: {diff}); leave out --genotype to use its own")
-    space, macro = resolve_space(space_flags or argparse.Namespace(), genotype, space, macro)
+    flags = space_flags or argparse.Namespace()
     if genotype is None:
-        genotype = genotypes.get(DEFAULT_GENOTYPES[space.name])
+        genotype = genotypes.get(DEFAULT_GENOTYPES[chosen_space(flags, None, space).name])
+    space, macro = resolve_space(flags, genotype, space, macro)
     if checkpoint is None:  # random weights: the data the space's networks are meant for
         data = dataclasses.replace(data, name="unknown", image_size=space.data_size[0], num_classes=space.data_size[1])
     model = build_net(genotype, data.num_classes, image_size=data.image_size, macro=macro)

@@ -33,7 +33,7 @@ from utils.data import DatasetInfo
 from utils.device import describe, resolve_device, seed_everything
 from utils.errors import UserError, run_cli
 from utils.runlog import EpochLog
-from utils.space_args import add_space_flags, resolve_space
+from utils.space_args import add_space_flags, chosen_space, resolve_space
 from utils.stream import make_loader
 from utils.train import DivergenceError, cosine_lr, make_amp, param_groups, train_one_epoch
 
@@ -128,8 +128,8 @@ def resolve_recipe(args: argparse.Namespace, saved: dict | None = None) -> tuple
     The space: --space, the genotype's, or the checkpoint's (--resume / --eval-only)."""
     if saved is None and args.resume is None and args.eval_only is None:
         genotype = requested_genotype(args)
-        space, macro = resolve_space(args, genotype)
-        genotype = genotype if genotype is not None else genotypes.get(DEFAULT_GENOTYPES[space.name])
+        if genotype is None:
+            genotype = genotypes.get(DEFAULT_GENOTYPES[chosen_space(args).name])
         space, macro = resolve_space(args, genotype)
     else:
         if saved is None:

@@ -30,7 +30,7 @@ from utils.data import CIFAR10
 from utils.errors import UserError, run_cli
 from utils.faults import WriteError, check_writable
 from utils.pictures import INSTALL_HINT, write
-from utils.space_args import add_space_flags, resolve_space
+from utils.space_args import add_space_flags, chosen_space, resolve_space
 
 
 
@@ -71,10 +71,10 @@ def graphs_for(args: argparse.Namespace) -> dict[str, graphviz.Digraph]:
         alpha = (probs, candidates, space, saved_macro)
         if genotype is None:
             genotype, title = argmax, "argmax of the search"
-    space, macro = resolve_space(args, genotype, saved_space, saved_macro)
     if genotype is None:
-        genotype = genotypes.get(DEFAULT_GENOTYPES[space.name])
-        title = DEFAULT_GENOTYPES[space.name]
+        title = DEFAULT_GENOTYPES[chosen_space(args, None, saved_space).name]
+        genotype = genotypes.get(title)
+    space, macro = resolve_space(args, genotype, saved_space, saved_macro)
     if args.checkpoint is None:  # the data the space's networks are meant for (tree, NAS-Bench-201: CIFAR's)
         data = dataclasses.replace(data, image_size=space.data_size[0], num_classes=space.data_size[1])
     probs, candidates = (alpha[0], alpha[1]) if alpha is not None else (None, ())

@@ -221,3 +221,20 @@ def test_retrain_visualize_and_init_from_a_search(tmp_path):
     alpha = (tmp_path / "pic" / "p_alpha.gv").read_text()
     assert alpha.count("block 0: ") == len(MBCONV.primitives) - 1  # no cell for zero on a stage's first block
     assert "block 1: zero" not in alpha and "3 × 32 × 32" in (tmp_path / "pic" / "p_network.gv").read_text()
+
+
+def test_the_spaces_default_genotype_is_sized_as_itself():
+    """`--space mbconv` without a genotype: train, export and pictures fall back on ProxylessNAS-Mobile, in its own
+    widths (32 in stage 0), not the space's default widths (24: a clash the scripts once reported)."""
+    import export_onnx
+    import genotypes
+    import train_cifar
+    import visualize_cifar
+    mobile = genotypes.get("proxyless_mobile")
+    args = train_cifar.get_args_parser().parse_args(["--space", "mbconv"])
+    genotype, space, macro = train_cifar.resolve_recipe(args)
+    assert genotype == mobile and macro["widths"] == mobile.widths and args.widths == mobile.widths
+    net = export_onnx.load_network(None, None, export_onnx.get_args_parser().parse_args(["--space", "mbconv"]))
+    assert net.genotype == mobile and net.image_size == 224
+    graphs = visualize_cifar.graphs_for(visualize_cifar.get_args_parser().parse_args(["x", "--space", "mbconv"]))
+    assert "proxyless_mobile" in graphs["network"].source and "3 × 224 × 224" in graphs["network"].source

@@ -45,10 +45,8 @@ def int_list(text: str) -> tuple[int, ...]:
     return out
 
 
-def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | None = None,
-                  saved_macro: dict | None = None) -> tuple[SearchSpace, dict[str, int]]:
-    """(space, full macro) from --space, the size flags, a genotype and a checkpoint's space and macro;
-    writes the resolved values back into ``args`` (so configs and resume checks see them)."""
+def chosen_space(args: argparse.Namespace, genotype=None, saved_space: str | None = None) -> SearchSpace:
+    """The space of --space, a genotype and a checkpoint (which must agree), else the default space."""
     asked = getattr(args, "space", None)
     names = [n for n in (asked, space_of(genotype).name if genotype is not None else None, saved_space) if n]
     if len(set(names)) > 1:
@@ -56,7 +54,16 @@ def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | No
         what += [f"the genotype is of the {space_of(genotype).name} space"] if genotype is not None else []
         what += [f"the checkpoint is of the {saved_space} space"] if saved_space else []
         raise UserError("the search space does not agree: " + ", ".join(what))
-    space = get_space(names[0] if names else DEFAULT_SPACE)
+    return get_space(names[0] if names else DEFAULT_SPACE)
+
+
+def resolve_space(args: argparse.Namespace, genotype=None, saved_space: str | None = None,
+                  saved_macro: dict | None = None) -> tuple[SearchSpace, dict[str, int]]:
+    """(space, full macro) from --space, the size flags, a genotype and a checkpoint's space and macro;
+    writes the resolved values back into ``args`` (so configs and resume checks see them).  A script that falls
+    back on the space's default genotype picks it with ``chosen_space`` first and passes it here: its sizes
+    (a released network's widths) are then the network's, not the space's defaults."""
+    space = chosen_space(args, genotype, saved_space)
     given = {k: getattr(args, k, None) for k in MACRO_FLAGS}
     foreign = [k for k, v in given.items() if v is not None and k not in space.macro_defaults]
     if foreign:
