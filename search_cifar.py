@@ -19,7 +19,8 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 
-from models import SPACES, SuperNet, count_parameters
+from models import SPACES, SpaceError, SuperNet, count_parameters
+from models.supernet import warmup_pool
 from utils import data as cifar
 from utils import distributed as ddp
 from utils import run as scaffold
@@ -63,9 +64,10 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="BatchNorm of the supernet: standard (as the derived network) or plain (no affine parameters, "
                         "batch statistics always: the NAS-Bench-201 authors' searches); default: the space's "
                         "(tree: standard, nb201: plain; models/nb201/space.py says why)")
-    g.add_argument("--warmup-ops", choices=("all", "weighted"), default=None,
-                   help="which candidates the warm-up's uniform paths draw from: all, or only the ops with weights "
-                        "(parameter-free ops have nothing to learn); default: the space's (tree: all, nb201: weighted)")
+    g.add_argument("--warmup-ops", default=None, metavar="all|weighted|OP,OP,..",
+                   help="which candidates the warm-up's uniform paths draw from: all, only the ops with weights "
+                        "(parameter-free ops have nothing to learn), or the candidates listed (e.g. "
+                        "nor_conv_1x1,nor_conv_3x3,skip_connect); default: the space's (tree: all, nb201: weighted)")
     g.add_argument("--nb201-table", default=None, metavar="CSV",
                    help="nb201: judge the argmax cell every epoch by this table (columns arch, cifar10_test_200, "
                         "cifar100_test_200; .csv or .csv.gz; the project ships nb201_table/accuracy.csv.gz)")
@@ -151,6 +153,10 @@ def check_args(args: argparse.Namespace) -> None:
     for name, value in space.search_defaults.items():  # the space's defaults for flags left unset
         if getattr(args, name) is None:
             setattr(args, name, value)
+    try:
+        warmup_pool(args.warmup_ops, args.candidates, space.parameter_free)
+    except SpaceError as e:
+        raise UserError(f"--warmup-ops: {e}") from None
     args.arch_betas = [float(b) for b in args.arch_betas]
     if args.arch_lr is None:
         args.arch_lr = 0.006 if args.algo == "gradient" else 0.01

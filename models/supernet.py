@@ -25,8 +25,22 @@ from .common import SpaceError
 # running statistics of one path's activations then mislead another path.
 BN_KINDS = ("standard", "plain")
 # which ops a warm-up (uniform gates) trains: "all" candidates, or only the "weighted" ones -- an op without
-# weights has nothing to learn, and each sampled parameter-free op is a step the convolutions miss
-WARMUP_OPS = ("all", "weighted")
+# weights has nothing to learn, and each sampled parameter-free op is a step the convolutions miss -- or the
+# candidates named in a comma-separated list (e.g. the weighted ops and skip_connect: the weights downstream of
+# an identity edge then learn to work with it too; docs/results.md measures it on NAS-Bench-201)
+
+
+def warmup_pool(warmup_ops: str, candidates: Sequence[str], parameter_free: Sequence[str]) -> list[int] | None:
+    """The candidate indices a warm-up draws from (None: all) for ``warmup_ops``: all, weighted or OP,OP,..."""
+    if warmup_ops == "all":
+        return None
+    if warmup_ops == "weighted":
+        return [i for i, n in enumerate(candidates) if n not in parameter_free] or None
+    names = [n.strip() for n in str(warmup_ops).split(",")]
+    if any(n not in candidates for n in names) or len(set(names)) != len(names):
+        raise SpaceError(f"unknown warm-up ops {warmup_ops!r}: give all, weighted, or distinct candidates separated by "
+                         f"commas ({', '.join(candidates)})")
+    return [list(candidates).index(n) for n in names]
 
 
 def _plain_batchnorm(module: nn.Module) -> None:
@@ -47,16 +61,13 @@ class SuperNet(nn.Module):
         if bn not in BN_KINDS:
             raise SpaceError(f"unknown supernet BatchNorm {bn!r}; choose one of {', '.join(BN_KINDS)}")
         self.bn = bn
-        if warmup_ops not in WARMUP_OPS:
-            raise SpaceError(f"unknown warm-up ops {warmup_ops!r}; choose one of {', '.join(WARMUP_OPS)}")
         self.space = space
         self.macro = space.macro(macro)
         self.candidates = space.check_candidates(space.primitives if candidates is None else candidates)
         self.num_classes, self.image_size = num_classes, image_size
-        # "uniform" gates (warm-up) draw from these candidates only; "weighted": the ops with weights
-        weighted = [i for i, n in enumerate(self.candidates) if n not in space.parameter_free]
+        # "uniform" gates (warm-up) draw from these candidates only (None: all)
         self.warmup_ops = warmup_ops
-        self.uniform_over = weighted if warmup_ops == "weighted" and weighted else None
+        self.uniform_over = warmup_pool(warmup_ops, self.candidates, space.parameter_free)
         names = space.decision_names(self.macro)
         self.alpha = nn.Parameter(torch.zeros(len(names), len(self.candidates)))
         # mask[d, i]: candidate i is allowed on every edge that reads decision d (space.allows; all True in the

@@ -181,6 +181,30 @@ def test_a_weight_step_touches_only_the_sampled_op_of_every_cell():
     assert net.alpha.grad is None  # weight steps never reach alpha
 
 
+@pytest.mark.parametrize("ops, drawn", [("all", set(PRIMITIVES)), ("weighted", {"nor_conv_1x1", "nor_conv_3x3"}),
+                                         ("nor_conv_3x3, skip_connect", {"nor_conv_3x3", "skip_connect"})])
+def test_the_warmup_draws_only_its_ops(ops, drawn):
+    torch.manual_seed(0)
+    net = SuperNet(NB201, {"C": 2, "N": 1}, warmup_ops=ops)
+    seen = set()
+    with net.gate_mode("uniform"):
+        for _ in range(40):
+            net.resample()
+            seen |= {net.candidates[i] for i in net.active}
+    assert seen == drawn  # 240 draws: every op of the pool shows up, no other does
+    with net.gate_mode("sample"):  # the search's draws are not limited to the warm-up's ops
+        net.alpha.data[:, PRIMITIVES.index("none")] = 5.0
+        net.resample()
+        assert PRIMITIVES.index("none") in net.active
+
+
+@pytest.mark.parametrize("ops", ["skip", "nor_conv_3x3,nor_conv_3x3", "nor_conv_3x3,", "some"])
+def test_bad_warmup_ops_are_one_error(ops):
+    from models.common import SpaceError
+    with pytest.raises(SpaceError, match="unknown warm-up ops"):
+        SuperNet(NB201, {"C": 2, "N": 1}, warmup_ops=ops)
+
+
 def test_expected_latency_of_a_one_hot_alpha_is_the_cells_prediction():
     from utils.latency import build_table
     from utils.objective import LatencyModel
@@ -345,6 +369,9 @@ def test_latency_cli_builds_and_predicts_a_cell(tmp_path):
     (["search_cifar.py", "--space", "nb201", "--B", "2"], "--B sizes the tree space"),
     (["search_cifar.py", "--nb201-table", "x.csv"], "--nb201-table judges NAS-Bench-201 cells"),
     (["search_cifar.py", "--space", "nb201", "--candidates", "sep_3x3"], "unknown candidate op"),
+    (["search_cifar.py", "--space", "nb201", "--warmup-ops", "nor_conv_3x3,skip"], "--warmup-ops: unknown warm-up ops"),
+    (["search_cifar.py", "--space", "nb201", "--candidates", "none", "nor_conv_3x3", "--warmup-ops",
+      "nor_conv_3x3,skip_connect"], "--warmup-ops: unknown warm-up ops"),
     (["train_cifar.py", "--space", "tree", "--genotype", "nb201_all_skip"], "does not agree"),
     (["train_cifar.py", "--genotype", "|nor_conv_3x3~0|+|none~0|"], "node groups"),
     (["train_cifar.py", "--genotype", "|nor_conv_9x9~0|+|none~0|none~1|+|none~0|none~1|none~2|"], "unknown op"),

@@ -132,3 +132,45 @@ def test_latency_targets_bookkeeping(tmp_path):
     assert row["cells_within"] == int(within.sum()) and 0.2 * len(cells) < row["cells_within"] < 0.3 * len(cells)
     near = np.abs(lat / lat[pick] - 1) <= 0.05
     assert row["random_equal_latency"] == pytest.approx(accs[near].mean())
+
+
+def test_edge_bias_variants_and_figures():
+    """bench/nb201_edge_bias.py: each context's cells differ on the chosen edge only, every candidate once;
+    the figures count first places (ties shared) and the agreement of supernet and table."""
+    from bench import nb201_edge_bias as eb
+    cands = ("none", "skip_connect", "nor_conv_3x3")
+    groups = eb.variants(cands, 3, 7, seed=1, context_ops=("nor_conv_3x3",))
+    assert len(groups) == 7
+    for g in groups:
+        assert [c.ops[3] for c in g] == list(cands)
+        assert all(c.ops[:3] + c.ops[4:] == ("nor_conv_3x3",) * 5 for c in g)
+    free = eb.variants(cands, 0, 50, seed=1)
+    assert {c.ops[5] for g in free for c in g} == set(cands)  # the other edges draw from every candidate
+    assert eb.variants(cands, 0, 5, seed=2) == eb.variants(cands, 0, 5, seed=2) != eb.variants(cands, 0, 5, seed=3)
+    sup = [[1.0, 3.0, 2.0], [5.0, 5.0, 0.0]]
+    tab = [[1.0, 2.0, 3.0], [9.0, 0.0, 0.0]]
+    r = eb.edge_bias(sup, tab, cands)
+    assert r["first_supernet"] == {"none": 0.25, "skip_connect": 0.75, "nor_conv_3x3": 0.0}
+    assert r["first_table"] == {"none": 0.5, "skip_connect": 0.0, "nor_conv_3x3": 0.5}
+    assert r["first_agree"] == 0.5  # context 0: skip vs 3x3 (no); context 1: the tie's first, none (yes)
+    assert r["mean_supernet"]["none"] == 3.0 and r["mean_table"]["nor_conv_3x3"] == 1.5
+
+
+@pytest.mark.filterwarnings("ignore:.*official CIFAR-10 md5 sums")
+def test_edge_bias_reads_a_search_checkpoint(setup, capsys):
+    tmp_path, table = setup
+    bench.main(_args(tmp_path, ("0",)))
+    from bench import nb201_edge_bias as eb
+    stage = tmp_path / "b" / "search_s0"
+    args = eb.get_args_parser().parse_args([str(stage), "--data", str(tmp_path / "data"), "--table",
+                                            str(tmp_path / "t.csv"), "--contexts", "3", "--eval-images", "16",
+                                            "--calib-batches", "1", "--threads", "1", "--edge", "1->2"])
+    (r,) = eb.main(args)
+    groups = eb.variants(tuple(CANDS), 2, 3, 0)
+    expect = eb.edge_bias([[0.0] * 2] * 3, [[table[c.to_string()][0] for c in g] for g in groups], tuple(CANDS))
+    assert r["first_table"] == expect["first_table"] and r["mean_table"] == expect["mean_table"]
+    assert 0 <= r["first_agree"] <= 1 and sum(r["first_supernet"].values()) == pytest.approx(1)
+    assert "first_agree=" in capsys.readouterr().out
+    args.context_ops = ["nor_conv_3x3"]
+    with pytest.raises(USER_ERRORS, match="not a candidate"):
+        eb.main(args)
