@@ -29,12 +29,9 @@ if __package__ in (None, ""):  # run as a file: make the repo importable
 
 import torch  # noqa: E402
 
-from bench.nb201_ranking import TABLE, supernet_accuracies  # noqa: E402
+from bench.nb201_ranking import TABLE, open_search, search_accuracies  # noqa: E402
 from models.nb201.arch import EDGE_NAMES, CellGenotype  # noqa: E402
 from models.nb201.table import NB201Table, column_for  # noqa: E402
-from utils.checkpoint import load_supernet  # noqa: E402
-from utils.data import BatchLoader, take  # noqa: E402
-from utils.datasets import load_dataset  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
 
 
@@ -98,23 +95,14 @@ def main(args: argparse.Namespace) -> list[dict]:
     table, datasets, out = NB201Table.load(args.table), {}, []
     edge = EDGE_NAMES.index(args.edge)
     for path in args.checkpoints:
-        supernet, saved = load_supernet(path)
-        if supernet.space.name != "nb201":
-            raise UserError(f"{path} is a search of the {supernet.space.name} space; this bench reads NAS-Bench-201")
-        a = saved["args"]
-        key = (a["dataset"], a["image_size"], a["resize"])
-        if key not in datasets:
-            datasets[key] = load_dataset(a["dataset"], args.data, False, a["image_size"], a["resize"])
-        train, test, _ = datasets[key]
+        supernet, saved, train, test = open_search(path, args.data, datasets)
         cands = tuple(supernet.candidates)
         extra = sorted(set(args.context_ops or ()) - set(cands))
         if extra:
             raise UserError(f"--context-ops {', '.join(extra)}: not a candidate of {path} ({', '.join(cands)})")
         groups = variants(cands, edge, args.contexts, args.seed, tuple(args.context_ops or ()))
-        flat = [c for g in groups for c in g]
-        accs = supernet_accuracies(supernet, flat, BatchLoader(take(train, a["train_subset"]), a["batch_size"], train=True),
-                                   BatchLoader(take(test, args.eval_images), 500, train=False), args.calib_batches)
-        column, k = column_for(a["dataset"]), len(cands)
+        accs = search_accuracies(supernet, saved, [c for g in groups for c in g], train, test, args)
+        column, k = column_for(saved["args"]["dataset"]), len(cands)
         sup = [accs[i * k:(i + 1) * k] for i in range(len(groups))]
         tab = [[table.lookup(c, column) for c in g] for g in groups]
         r = edge_bias(sup, tab, cands)

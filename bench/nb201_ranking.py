@@ -67,21 +67,32 @@ def supernet_accuracies(supernet, cells: list[CellGenotype], calibration: BatchL
     return out
 
 
-def rank_checkpoint(path, table: NB201Table, args, datasets: dict) -> dict[str, float]:
+def open_search(path, data: str, datasets: dict):
+    """A NAS-Bench-201 search checkpoint's supernet, its saved state and the search's train / test data
+    (``datasets`` caches the data between checkpoints)."""
     supernet, saved = load_supernet(path)
     if supernet.space.name != "nb201":
-        raise UserError(f"{path} is a search of the {supernet.space.name} space; this bench ranks NAS-Bench-201 cells")
+        raise UserError(f"{path} is a search of the {supernet.space.name} space; this bench reads NAS-Bench-201 cells")
     a = saved["args"]
     key = (a["dataset"], a["image_size"], a["resize"])
     if key not in datasets:
-        datasets[key] = load_dataset(a["dataset"], args.data, False, a["image_size"], a["resize"])
+        datasets[key] = load_dataset(a["dataset"], data, False, a["image_size"], a["resize"])
     train, test, _ = datasets[key]
-    column = column_for(a["dataset"])
+    return supernet, saved, train, test
+
+
+def search_accuracies(supernet, saved: dict, cells: list[CellGenotype], train, test, args) -> list[float]:
+    """supernet_accuracies with the search's own training batches for BN (``args.eval_images``, ``args.calib_batches``)."""
+    calibration = BatchLoader(take(train, saved["args"]["train_subset"]), saved["args"]["batch_size"], train=True)
+    return supernet_accuracies(supernet, cells, calibration, BatchLoader(take(test, args.eval_images), 500, train=False),
+                               args.calib_batches)
+
+
+def rank_checkpoint(path, table: NB201Table, args, datasets: dict) -> dict[str, float]:
+    supernet, saved, train, test = open_search(path, args.data, datasets)
     cells = draw_cells(tuple(supernet.candidates), args.cells, args.seed)
-    calibration = BatchLoader(take(train, a["train_subset"]), a["batch_size"], train=True)  # the search's batches
-    accs = supernet_accuracies(supernet, cells, calibration,
-                               BatchLoader(take(test, args.eval_images), 500, train=False), args.calib_batches)
-    truth = [table.lookup(c, column) for c in cells]
+    accs = search_accuracies(supernet, saved, cells, train, test, args)
+    truth = [table.lookup(c, column_for(saved["args"]["dataset"])) for c in cells]
     best = max(range(len(cells)), key=accs.__getitem__)
     return {"epoch": saved["epoch"], "kendall_tau": kendall_tau(accs, truth), "top_cell_table_acc": truth[best],
             "supernet_acc_mean": sum(accs) / len(accs)}
