@@ -91,6 +91,8 @@ class SearchSpace:
     parameter_free: tuple[str, ...] = ()  # ops without weights (the ones a young supernet tends to prefer)
     # search_cifar.py flags whose default depends on the space (dest -> value), chosen by measurement
     search_defaults: dict[str, str] = {}
+    # Adam's learning rate of alpha per search algorithm when --arch-lr is not given (the paper's by default)
+    arch_lr_defaults: dict[str, float] = {"gradient": 0.006, "reinforce": 0.01}
     # the searchable edges of one cell / block (their index there) grouped by the tensor they read: ops of one
     # input interact (caches; onnxruntime computes identical parameter-free ops of one input once), so a
     # latency table prices every assignment of ops to a group (utils/latency_table.py)

@@ -198,6 +198,16 @@ def test_the_warmup_draws_only_its_ops(ops, drawn):
         assert PRIMITIVES.index("none") in net.active
 
 
+@pytest.mark.parametrize("argv, lr", [(["--space", "nb201"], 0.003), (["--space", "tree"], 0.006),
+                                      (["--space", "nb201", "--algo", "reinforce"], 0.01),
+                                      (["--space", "nb201", "--arch-lr", "0.02"], 0.02)])
+def test_the_arch_lr_default_is_the_spaces(argv, lr):
+    import search_cifar
+    args = search_cifar.get_args_parser().parse_args(argv)
+    search_cifar.check_args(args)
+    assert args.arch_lr == lr
+
+
 @pytest.mark.parametrize("ops", ["skip", "nor_conv_3x3,nor_conv_3x3", "nor_conv_3x3,", "some"])
 def test_bad_warmup_ops_are_one_error(ops):
     from models.common import SpaceError
