@@ -56,8 +56,8 @@ class NB201Space(SearchSpace):
     search_defaults = {"supernet_bn": "plain", "warmup_ops": "weighted"}
     # Half the paper's alpha learning rate for Proxyless-G (bench/nb201_search.py, seeds 0-2 from one shared
     # warm-up each, docs/results.md "Toward GDAS's 93.6"): 93.35 / 93.38 / 93.34 against 93.17 / 91.32 / 91.98
-    # at 0.006.  alpha settles later, so the weight steps draw closer to uniform for longer and the supernet's
-    # convolutions are trained more evenly before the search commits.  Proxyless-R keeps the paper's 0.01.
+    # at 0.006 (a guess at why, not measured: alpha settles later, so the weight steps draw closer to uniform for
+    # longer before the search commits).  Proxyless-R keeps the paper's 0.01 (not measured at 0.003).
     arch_lr_defaults = {"gradient": 0.003, "reinforce": 0.01}
     input_groups = tuple(tuple(e for e, (_, src) in enumerate(EDGES) if src == j) for j in range(NODES - 1))
 
