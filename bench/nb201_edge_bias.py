@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # run as a file: make the repo importable
 
 import torch  # noqa: E402
 
-from bench.nb201_ranking import TABLE, open_search, search_accuracies  # noqa: E402
+from bench.nb201_ranking import add_checkpoint_args, open_search, search_accuracies  # noqa: E402
 from models.nb201.arch import EDGE_NAMES, CellGenotype  # noqa: E402
 from models.nb201.table import NB201Table, column_for  # noqa: E402
 from utils.errors import UserError, run_cli  # noqa: E402
@@ -73,18 +73,13 @@ def edge_bias(supernet_scores: list[list[float]], table_scores: list[list[float]
 def get_args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("checkpoints", nargs="+", help="NAS-Bench-201 search checkpoints (a run folder: its checkpoint.pth)")
-    p.add_argument("--data", default="./data", help="the data set folder the search read")
-    p.add_argument("--table", default=str(TABLE), help="NAS-Bench-201 table (.csv or .csv.gz)")
+    add_checkpoint_args(p)
     p.add_argument("--edge", default="0->3", choices=EDGE_NAMES, help="the edge whose op varies")
     p.add_argument("--contexts", type=int, default=30, help="cells drawn uniformly; the edge varies in each")
     p.add_argument("--context-ops", nargs="+", default=None,
                    help="the ops the other edges draw from (default: the supernet's candidates); e.g. "
                         "nor_conv_1x1 nor_conv_3x3: the region of the table's top cells")
     p.add_argument("--seed", type=int, default=0, help="seed of the draw")
-    p.add_argument("--eval-images", type=int, default=1000, help="test images each cell is evaluated on")
-    p.add_argument("--calib-batches", type=int, default=5, help="training batches for each cell's BN statistics")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p
 
 

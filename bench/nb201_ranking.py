@@ -98,17 +98,22 @@ def rank_checkpoint(path, table: NB201Table, args, datasets: dict) -> dict[str, 
             "supernet_acc_mean": sum(accs) / len(accs)}
 
 
-def get_args_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    """The inputs of a bench that scores cells in NAS-Bench-201 search checkpoints (this one, nb201_edge_bias)."""
     p.add_argument("checkpoints", nargs="+", help="NAS-Bench-201 search checkpoints (a run folder: its checkpoint.pth)")
     p.add_argument("--data", default="./data", help="the data set folder the search read")
     p.add_argument("--table", default=str(TABLE), help="NAS-Bench-201 table (.csv or .csv.gz)")
-    p.add_argument("--cells", type=int, default=100, help="cells drawn uniformly from the search's candidates")
-    p.add_argument("--seed", type=int, default=0, help="seed of the draw")
     p.add_argument("--eval-images", type=int, default=1000, help="test images each cell is evaluated on")
     p.add_argument("--calib-batches", type=int, default=5, help="training batches (the search's batch size) for each cell's BN statistics")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_checkpoint_args(p)
+    p.add_argument("--cells", type=int, default=100, help="cells drawn uniformly from the search's candidates")
+    p.add_argument("--seed", type=int, default=0, help="seed of the draw")
     return p
 
 
