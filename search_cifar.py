@@ -97,7 +97,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="Proxyless-G (binary-gate gradients) or Proxyless-R (REINFORCE)")
     g.add_argument("--arch-mode", choices=("two", "full"), default="two",
                    help="gradient algo: 'two' sampled paths per step (memory independent of N) or all N")
-    g.add_argument("--arch-lr", type=float, default=None, help="Adam lr of alpha (default: the space's; paper and tree space: 0.006 gradient, 0.01 "
+    g.add_argument("--arch-lr", type=float, default=None,
+                   help="Adam lr of alpha (default: the space's; paper and tree space: 0.006 gradient, 0.01 "
                         "reinforce; nb201: 0.003 gradient, models/nb201/space.py says why)")
     g.add_argument("--arch-betas", type=float, nargs=2, default=(0.0, 0.999), help="Adam betas (paper: 0 0.999)")
     g.add_argument("--arch-eps", type=float, default=1e-8, help="Adam eps")

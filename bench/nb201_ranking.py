@@ -92,7 +92,8 @@ def rank_checkpoint(path, table: NB201Table, args, datasets: dict) -> dict[str, 
     supernet, saved, train, test = open_search(path, args.data, datasets)
     cells = draw_cells(tuple(supernet.candidates), args.cells, args.seed)
     accs = search_accuracies(supernet, saved, cells, train, test, args)
-    truth = [table.lookup(c, column_for(saved["args"]["dataset"])) for c in cells]
+    column = column_for(saved["args"]["dataset"])
+    truth = [table.lookup(c, column) for c in cells]
     best = max(range(len(cells)), key=accs.__getitem__)
     return {"epoch": saved["epoch"], "kendall_tau": kendall_tau(accs, truth), "top_cell_table_acc": truth[best],
             "supernet_acc_mean": sum(accs) / len(accs)}
